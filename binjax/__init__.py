@@ -1,0 +1,1 @@
+"""binjax: deep-learning image binarization in JAX/Flax."""

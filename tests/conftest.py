@@ -1,0 +1,22 @@
+"""Test setup: fake 8 CPU devices before JAX is imported, so sharding is tested on CPU."""
+
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DIBCO = REPO_ROOT.parent / "shared" / "data" / "dibco"
+
+
+@pytest.fixture
+def dibco_dir() -> pathlib.Path:
+    """The team's DIBCO pages beside the checkout; skips the test when they are absent."""
+    if not (SHARED_DIBCO / "MANIFEST.tsv").exists():
+        pytest.skip(f"DIBCO benchmark pages not found at {SHARED_DIBCO} (../shared is absent)")
+    return SHARED_DIBCO
