@@ -1,0 +1,545 @@
+"""Synthetic degraded documents: the default dataset, generated on the fly, no download.
+
+A page is printed paragraphs (several font faces, sizes, weights, stretch, slant, small
+rotation) and cursive-like handwriting (looped pen trajectories with varying pen width),
+laid out with random margins, spacing, columns and blank gaps, then aged: uneven
+illumination, stains, bleed-through from a back page, paper texture, faded and broken ink,
+blur, (near-)Gaussian and salt-and-pepper noise, JPEG artefacts. With channels=3 paper and inks are
+tinted (sepia paper, brown iron-gall ink, blue-black ink, ...).
+
+The ground truth is the clean ink mask of the front-side text and strokes, made before the
+page is aged: bleed-through, stains, shading and noise are never foreground. Only ink that is
+gone (broken strokes) leaves the mask, as in DIBCO ground truth; faded ink stays in it.
+
+Worker-safe: numpy, Pillow and importlib only, no JAX; every page is a pure function of its
+seed, so `SyntheticDocuments` is a picklable random-access source for `grain.MapDataset.source`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import operator
+import pathlib
+import threading
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+# Font faces beyond Pillow's built-in Aileron: matplotlib (a project dependency) ships serif,
+# italic, bold and monospace TTFs; located without importing matplotlib. If matplotlib is
+# absent only Aileron is used, so pages differ between such environments (same within one).
+_MPL_FONT_FILES = (
+    "DejaVuSerif.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSans.ttf",
+    "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBol.ttf",
+    "cmr10.ttf", "cmti10.ttf", "cmb10.ttf", "cmtt10.ttf", "cmss10.ttf",
+)
+
+
+def _find_font_files() -> tuple[str | None, ...]:
+    """None stands for Pillow's scalable default font; the rest are paths that exist."""
+    files: list[str | None] = [None]
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is not None and spec.origin:
+        ttf_dir = pathlib.Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf"
+        files += [str(ttf_dir / n) for n in _MPL_FONT_FILES if (ttf_dir / n).is_file()]
+    return tuple(files)
+
+
+_FONT_FILES = _find_font_files()
+_font_cache = threading.local()  # FreeType faces are not shared between grain read threads.
+
+
+def _font(index: int, size: int) -> ImageFont.FreeTypeFont:
+    cache = _font_cache.__dict__.setdefault("fonts", {})
+    key = (index, size)
+    if key not in cache:
+        path = _FONT_FILES[index]
+        cache[key] = (ImageFont.load_default(size=size) if path is None
+                      else ImageFont.truetype(path, size))
+    return cache[key]
+
+
+_LETTERS = np.array(list("etaoinshrdlcumwfgypbvkjxqz"))
+_LETTER_P = np.array([12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8, 2.4,
+                      2.4, 2.2, 2.0, 2.0, 1.9, 1.5, 1.0, 0.8, 0.15, 0.15, 0.1, 0.07])
+_LETTER_P = _LETTER_P / _LETTER_P.sum()
+_WORD_LEN_P = np.array([3, 17, 21, 16, 11, 9, 7, 6, 4, 3, 2, 1], float)
+_WORD_LEN_P = _WORD_LEN_P / _WORD_LEN_P.sum()
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def page_seed(seed: int, index: int) -> int:
+    """The `render_page` seed of page `index` of a collection seeded `seed` (SeedSequence mix)."""
+    words = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, np.uint32)
+    return int(words[0]) << 32 | int(words[1])
+
+
+def render_page(seed: int, height: int, width: int, channels: int = 1) -> dict[str, np.ndarray]:
+    """Renders one degraded page: {'image': uint8 HxWxC, 'mask': uint8 HxW, 1 = ink}."""
+    if channels not in (1, 3):
+        raise ValueError(f"render_page: channels must be 1 or 3, got {channels}")
+    if height < 8 or width < 8:
+        raise ValueError(f"render_page: page must be at least 8x8, got {height}x{width}")
+    rng = np.random.default_rng(seed)
+    print_alpha, hand_alpha = _layout_ink(rng, height, width)
+    return _degrade(rng, print_alpha, hand_alpha, channels)
+
+
+class SyntheticDocuments:
+    """`num_pages` synthetic pages; page i is `render_page(page_seed(seed, i), ...)`.
+
+    Random access and stateless: any order of access, any worker, gives the same page.
+    """
+
+    def __init__(self, num_pages: int, height: int, width: int, channels: int = 1, seed: int = 0):
+        if num_pages < 1:
+            raise ValueError(f"SyntheticDocuments: num_pages must be >= 1, got {num_pages}")
+        if channels not in (1, 3):
+            raise ValueError(f"SyntheticDocuments: channels must be 1 or 3, got {channels}")
+        if height < 8 or width < 8:
+            raise ValueError(
+                f"SyntheticDocuments: pages must be at least 8x8, got {height}x{width}")
+        self.num_pages, self.height, self.width = int(num_pages), int(height), int(width)
+        self.channels, self.seed = int(channels), int(seed)
+
+    def __len__(self) -> int:
+        return self.num_pages
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        i = operator.index(index)
+        if i < 0:
+            i += self.num_pages
+        if not 0 <= i < self.num_pages:
+            raise IndexError(
+                f"SyntheticDocuments: index {index} out of range for {self.num_pages} pages")
+        return render_page(page_seed(self.seed, i), self.height, self.width, self.channels)
+
+    def __repr__(self) -> str:
+        return (f"SyntheticDocuments(num_pages={self.num_pages}, height={self.height}, "
+                f"width={self.width}, channels={self.channels}, seed={self.seed})")
+
+
+# ----------------------------------------------------------------------------- smooth fields
+
+def _smooth_noise(rng, height: int, width: int, cell: float) -> np.ndarray:
+    """float32 HxW smooth noise, roughly unit variance, features about `cell` pixels wide."""
+    gh = max(2, math.ceil(height / cell) + 1)
+    gw = max(2, math.ceil(width / cell) + 1)
+    low = rng.standard_normal((gh, gw), dtype=np.float32)
+    up = np.asarray(Image.fromarray(low).resize((width, height), Image.Resampling.BICUBIC))
+    return up * np.float32(1.23)  # interpolating between the grid points shrinks the spread
+
+
+def _normal_noise(rng, shape: tuple[int, ...]) -> np.ndarray:
+    """Approximately standard-normal float32 noise: the Irwin-Hall sum of three uniform bytes.
+
+    Several times cheaper than Generator.standard_normal, and pixel noise needs no exact tails.
+    """
+    n = math.prod(shape)
+    b = np.frombuffer(rng.bytes(3 * n), np.uint8).reshape(3, n)
+    s = b[0].astype(np.float32)
+    s += b[1]
+    s += b[2]
+    s -= np.float32(382.5)
+    s *= np.float32(1 / 128.0)   # each byte has standard deviation 73.9; three: 128.0
+    return s.reshape(shape)
+
+
+def _upsample(low: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(np.ascontiguousarray(low, np.float32)).resize(
+        (width, height), Image.Resampling.BILINEAR))
+
+
+# ----------------------------------------------------------------------------- ink layout
+
+def _layout_ink(rng, height: int, width: int, scale: float = 1.0):
+    """Front-side ink coverage in [0, 1]: (printed text, handwriting), float32 HxW each."""
+    print_img = np.zeros((height, width), np.uint8)
+    hand_img = Image.new("L", (width, height), 0)
+    hand_draw = ImageDraw.Draw(hand_img)
+    style = rng.choice(3, p=[0.45, 0.3, 0.25])          # 0 printed, 1 handwritten, 2 mixed
+    density = rng.uniform(0.0, 1.0)                      # 0 sparse .. 1 dense
+    interior = rng.random() < 0.3                        # a crop from inside a page: no margins
+    margins = np.zeros(4) if interior else rng.uniform(0.0, 0.12, 4)
+    top, bottom = int(margins[0] * height), int(height - margins[1] * height)
+    left, right = int(margins[2] * width), int(width - margins[3] * width)
+    n_cols = 2 if (right - left > 500 * scale and rng.random() < 0.3) else 1
+    gutter = int(rng.uniform(0.03, 0.08) * width) if n_cols == 2 else 0
+    col_w = (right - left - gutter) // n_cols
+    size_cap = max(6.0, height / 4)
+    for col in range(n_cols):
+        x0 = left + col * (col_w + gutter)
+        y = top - (int(rng.uniform(0, 30 * scale)) if interior else 0)
+        column_end = bottom - (int(rng.uniform(0, 0.5) * height) if rng.random() < 0.2 else 0)
+        first = True
+        while y < column_end:
+            if not first and rng.random() < 0.05 + 0.25 * (1 - density):
+                y += int(rng.uniform(1, 6) * 20 * scale)     # a blank region
+                continue
+            first = False
+            hand = style == 1 or (style == 2 and rng.random() < 0.5)
+            if hand:
+                y = _handwritten_paragraph(rng, hand_draw, x0, y, col_w, column_end, density,
+                                           scale, size_cap)
+            else:
+                y = _printed_paragraph(rng, print_img, x0, y, col_w, column_end, density,
+                                       scale, size_cap)
+    if rng.random() < 0.3:
+        _scribbles(rng, hand_draw, width, height, scale)
+    return (print_img.astype(np.float32) / 255,
+            np.asarray(hand_img, np.float32) / 255)
+
+
+def _random_words(rng, n: int) -> list[str]:
+    lengths = rng.choice(np.arange(1, 13), size=n, p=_WORD_LEN_P)
+    letters = "".join(_LETTERS[rng.choice(26, size=int(lengths.sum()), p=_LETTER_P)])
+    ends = np.cumsum(lengths)
+    kinds = rng.random((n, 3))
+    words = []
+    for i in range(n):
+        w = letters[ends[i] - lengths[i]:ends[i]]
+        if kinds[i, 0] < 0.04:
+            w = str(int(rng.integers(1, 10 ** min(lengths[i], 5))))
+        elif kinds[i, 0] < 0.07:
+            w = w.upper()
+        elif kinds[i, 0] < 0.2:
+            w = w.capitalize()
+        if kinds[i, 1] < 0.1:
+            w += ",.;:!?-"[int(kinds[i, 2] * 7)]
+        words.append(w)
+    return words
+
+
+def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_cap) -> int:
+    """Renders a paragraph into `canvas` (uint8 coverage) at (x0, y0); returns the next y."""
+    size = int(min(size_cap, math.exp(rng.uniform(math.log(11), math.log(46))) * scale))
+    size = max(size, 6)
+    heading = rng.random() < 0.12
+    if heading:
+        size = int(min(size_cap, size * rng.uniform(1.3, 2.0)))
+    font = _font(int(rng.integers(len(_FONT_FILES))), size)
+    stroke = int(rng.random() < 0.15) * max(1, size // 20)
+    stretch = rng.uniform(0.8, 1.25)
+    shear = rng.uniform(-0.25, 0.25) if rng.random() < 0.2 else rng.uniform(-0.03, 0.03)
+    angle = rng.normal(0, 0.6) if rng.random() < 0.7 else rng.uniform(-4, 4)
+    line_h = int(size * rng.uniform(1.05, 1.25 + 0.7 * (1 - density))) + 1
+    n_lines = 1 if heading else int(rng.integers(1, 4 + int(8 * density)))
+    n_lines = max(1, min(n_lines, (y_end - y0) // line_h + 1))
+    src_w = max(8, int(col_w / stretch))
+    para = Image.new("L", (src_w, n_lines * line_h + size), 0)
+    draw = ImageDraw.Draw(para)
+    space = font.getlength(" ")
+    words = _random_words(rng, 8 * n_lines)
+    wi = 0
+    for line in range(n_lines):
+        indent = space * rng.uniform(2, 6) if (line == 0 and rng.random() < 0.5) else 0.0
+        fill = 1.0 if rng.random() < 0.4 + 0.6 * density else rng.uniform(0.15, 1.0)
+        if line == n_lines - 1 and n_lines > 1:
+            fill = min(fill, rng.uniform(0.2, 1.0))
+        budget, text, used = (src_w - indent) * fill, [], 0.0
+        while True:
+            if wi == len(words):
+                words += _random_words(rng, 32)
+            wl = font.getlength(words[wi])
+            if used + wl > budget and text:
+                break
+            text.append(words[wi])
+            used += wl + space
+            wi += 1
+        jitter = rng.normal(0, 0.04 * size)
+        draw.text((indent, line * line_h + jitter), " ".join(text), font=font, fill=255,
+                  stroke_width=stroke, stroke_fill=255)
+    out = _affine(para, stretch, shear, angle)
+    _paste_max(canvas, np.asarray(out), x0, y0)
+    return y0 + n_lines * line_h + int(line_h * rng.uniform(0.2, 1.5))
+
+
+def _affine(img: Image.Image, stretch: float, shear: float, angle_deg: float) -> Image.Image:
+    """Horizontal stretch, shear (positive slants tops right) and rotation; sized to fit."""
+    t = math.radians(angle_deg)
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    fwd = rot @ np.array([[stretch, -shear], [0.0, 1.0]])
+    w, h = img.size
+    corners = fwd @ np.array([[0, w, 0, w], [0, 0, h, h]], float)
+    lo, hi = corners.min(axis=1), corners.max(axis=1)
+    inv = np.linalg.inv(fwd)
+    off = inv @ lo
+    size = (max(1, int(math.ceil(hi[0] - lo[0]))), max(1, int(math.ceil(hi[1] - lo[1]))))
+    return img.transform(size, Image.Transform.AFFINE,
+                         (inv[0, 0], inv[0, 1], off[0], inv[1, 0], inv[1, 1], off[1]),
+                         resample=Image.Resampling.BILINEAR)
+
+
+def _paste_max(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
+    h, w = canvas.shape
+    ys, xs = max(0, -y), max(0, -x)
+    ye, xe = min(patch.shape[0], h - y), min(patch.shape[1], w - x)
+    if ye > ys and xe > xs:
+        region = canvas[y + ys:y + ye, x + xs:x + xe]
+        np.maximum(region, patch[ys:ye, xs:xe], out=region)
+
+
+def _handwritten_paragraph(rng, draw, x0, y0, col_w, y_end, density, scale, size_cap) -> int:
+    """Cursive-like lines of looped pen trajectories drawn onto `draw`; returns the next y."""
+    xh = max(3.0, min(size_cap / 3, rng.uniform(5, 20) * scale))   # x-height
+    line_h = xh * rng.uniform(2.4, 3.2 + 2.0 * (1 - density))
+    pen = max(1.0, xh * rng.uniform(0.1, 0.3))
+    letter_w = xh * rng.uniform(0.55, 1.0)
+    slant = rng.uniform(-0.15, 0.6)
+    nib = rng.uniform(0, math.pi) if rng.random() < 0.5 else None
+    n_lines = int(rng.integers(1, 4 + int(6 * density)))
+    y = y0 + 2.0 * xh
+    for _ in range(n_lines):
+        if y > y_end + xh:
+            break
+        x_start = x0 + rng.uniform(0, 3 * letter_w)
+        fill = 1.0 if rng.random() < 0.3 + 0.6 * density else rng.uniform(0.2, 1)
+        _cursive_line(rng, draw, x_start, x0 + col_w * fill, y, xh, letter_w, slant, pen, nib)
+        y += line_h
+    return int(y - 1.2 * xh + line_h * rng.uniform(0.0, 0.8))
+
+
+def _cursive_line(rng, draw, x_start, x_stop, base, xh, letter_w, slant, pen, nib) -> None:
+    """A line of words, each a trochoid-like trajectory: the pen runs back on itself (a loop)
+    where the loop factor exceeds 1; letter heights vary for ascenders and descenders."""
+    per = 12                                                  # samples per letter
+    if x_stop - x_start < letter_w:
+        return
+    n_max = int((x_stop - x_start) / letter_w) + 1
+    lengths = rng.integers(1, 9, n_max)
+    gaps = letter_w * rng.uniform(0.8, 2.2, n_max)
+    starts = x_start + np.concatenate([[0.0], np.cumsum(lengths * letter_w + gaps)[:-1]])
+    fits = starts + lengths * letter_w <= x_stop
+    n_words = max(1, int(np.argmin(fits)) if not fits.all() else n_max)
+    lengths, starts = lengths[:n_words], starts[:n_words]
+    lengths[0] = max(1, min(lengths[0], int((x_stop - x_start) / letter_w)))
+    n_letters = int(lengths.sum())
+    # Letter kinds: n/m humps, u/w cups, e loops, l/h ascender loops, g/y descender loops.
+    kind = rng.choice(5, n_letters, p=[0.33, 0.22, 0.2, 0.15, 0.1])
+    amp = rng.uniform(0.8, 1.15, n_letters)
+    amp = np.where(kind == 3, rng.uniform(1.9, 2.7, n_letters), amp)
+    amp = np.where(kind == 4, -rng.uniform(1.1, 1.7, n_letters), amp)
+    loop = np.where(kind >= 2, rng.uniform(1.1, 1.7, n_letters), rng.uniform(0.0, 0.6, n_letters))
+    loop = np.where(kind >= 3, rng.uniform(1.6, 2.4, n_letters), loop)
+    cup = (kind == 1).astype(float)
+    counts = lengths * per + 1
+    word = np.repeat(np.arange(n_words), counts)
+    first_sample = np.cumsum(counts) - counts
+    u = (np.arange(counts.sum()) - first_sample[word]) / per      # letters into the word
+    g = (np.cumsum(lengths) - lengths)[word] + u                  # letters into the line
+    mids = np.arange(n_letters) + 0.5
+    amp_t, loop_t, cup_t = (np.interp(g, mids, v) for v in (amp, loop, cup))
+    t = 2 * np.pi * u
+    word_base = base + rng.normal(0, 0.02) * (starts - x_start) + rng.normal(0, 0.08 * xh, n_words)
+    x = starts[word] + letter_w * (u - loop_t * np.sin(t) / (2 * np.pi))
+    y = word_base[word] - xh * amp_t * (1 - (1 - 2 * cup_t) * np.cos(t)) / 2
+    x += slant * (word_base[word] - y)
+    knots = np.arange(0, n_letters + 4, 3.0)
+    x += np.interp(g, knots, rng.normal(0, 0.05 * xh, len(knots)))
+    y += np.interp(g, knots, rng.normal(0, 0.05 * xh, len(knots)))
+    width = pen * (1 + 0.25 * np.sin(g * rng.uniform(0.5, 2) + rng.uniform(0, 6)))
+    if nib is not None:  # a broad nib: thin along its angle, thick across it
+        d = np.arctan2(np.gradient(y), np.gradient(x))
+        width = width * (0.45 + 0.8 * np.abs(np.sin(d - nib)))
+    w_int = np.maximum(1, np.rint(width)).astype(int)
+    pts = np.stack([x, y], axis=1)
+    change = np.flatnonzero((np.diff(w_int) != 0) | (np.diff(word) != 0)) + 1
+    run_starts = np.concatenate([[0], change])
+    run_ends = np.concatenate([change, [len(x)]])
+    for s, e in zip(run_starts.tolist(), run_ends.tolist()):
+        if e < len(x) and word[e] == word[s]:
+            e += 1                                            # join onto the next run
+        wv = int(w_int[s])
+        draw.line(pts[s:e].ravel().tolist(), fill=255, width=wv, joint="curve")
+        if wv > 2:   # round the joint between runs of different width
+            r = (wv - 1) / 2
+            draw.ellipse([pts[s, 0] - r, pts[s, 1] - r, pts[s, 0] + r, pts[s, 1] + r], fill=255)
+    letter_word = np.repeat(np.arange(n_words), lengths)
+    letter_in_word = np.arange(n_letters) - (np.cumsum(lengths) - lengths)[letter_word]
+    letter_mid = first_sample[letter_word] + letter_in_word * per + per // 2
+    for k in np.flatnonzero((kind == 0) & (rng.random(n_letters) < 0.2)).tolist():  # dots, bars
+        cx = x[letter_mid[k]] + slant * 1.6 * xh
+        cy = word_base[letter_word[k]] - 1.6 * xh
+        r = max(1.0, pen * 0.7)
+        if rng.random() < 0.5:
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        else:
+            draw.line([cx - letter_w * 0.6, cy + 0.3 * xh, cx + letter_w * 0.6, cy + 0.2 * xh],
+                      fill=255, width=max(1, int(round(pen))))
+
+
+def _scribbles(rng, draw, width, height, scale) -> None:
+    """A few smooth free curves: underlines, flourishes, signature-like strokes."""
+    for _ in range(int(rng.integers(1, 4))):
+        n = 80
+        t = np.linspace(0, 1, n)
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        span = rng.uniform(0.1, 0.5) * width
+        x = cx + span * (t - 0.5)
+        y = cy + np.zeros(n)
+        for _k in range(3):
+            f, p = rng.uniform(0.5, 6), rng.uniform(0, 2 * np.pi)
+            x += rng.normal(0, 0.05) * span * np.sin(2 * np.pi * f * t + p)
+            y += rng.normal(0, 0.08) * span * np.sin(2 * np.pi * f * t + p + 1)
+        draw.line(np.stack([x, y], 1).ravel().tolist(), fill=255,
+                  width=max(1, int(rng.uniform(1, 4) * scale)), joint="curve")
+
+
+# ----------------------------------------------------------------------------- degradation
+
+def _random_colours(rng):
+    """Paper, print ink and handwriting ink reflectances as RGB in [0, 1]."""
+    paper_l = rng.uniform(0.6, 0.97)
+    yellow = rng.uniform(0.0, 0.35) if rng.random() < 0.7 else 0.0
+    paper = paper_l * np.array([1.0, 1 - 0.35 * yellow, 1 - 0.9 * yellow])
+    inks = np.array([[0.1, 0.1, 0.1], [0.3, 0.2, 0.12], [0.12, 0.14, 0.3], [0.38, 0.27, 0.18]])
+    def ink():
+        base = inks[rng.choice(4, p=[0.5, 0.25, 0.15, 0.1])]
+        return np.clip(base * rng.uniform(0.4, 1.6) + rng.normal(0, 0.03, 3), 0.0, 0.6 * paper)
+    return paper, ink(), ink()
+
+
+def _colour(rgb: np.ndarray, channels: int) -> np.ndarray:
+    rgb = np.asarray(rgb, np.float32)
+    return rgb if channels == 3 else np.array([rgb @ _LUMA], np.float32)
+
+
+def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int):
+    """Ages a page of ink coverage into {'image', 'mask'}.
+
+    Every field that is the same in all channels (paper texture, bleed-through, light) is
+    multiplied in HxW; the page is HxWxC only from one outer product on, and the inks are
+    composited only at pixels that have ink.
+    """
+    h, w = print_alpha.shape
+    on = rng.random(9)
+    paper_rgb, ink1_rgb, ink2_rgb = _random_colours(rng)
+    paper, ink1, ink2 = (_colour(c, channels) * 255 for c in (paper_rgb, ink1_rgb, ink2_rgb))
+
+    # Faded and broken ink. `fade` lowers contrast but the ink is still there, so it stays in
+    # the mask. `presence` < 1 is ink gone (abraded, flaked off): as in DIBCO ground truth,
+    # which marks the ink that is on the page, a pixel is foreground only when at least half
+    # of its ink survives (coverage * presence >= 0.5).
+    presence = None
+    if on[0] < 0.35:
+        cut = rng.uniform(-1.6, -0.5)
+        presence = np.clip((_smooth_noise(rng, h, w, rng.uniform(3, 10)) - cut) * 2, 0.0, 1.0)
+    fade = None
+    if on[1] < 0.5:
+        n = _smooth_noise(rng, h, w, rng.uniform(40, 200))
+        fade = 1 - rng.uniform(0.15, 0.5) * np.clip(n * 0.5 + 0.5, 0, 1)
+    cover = np.maximum(print_alpha, hand_alpha)
+    if presence is not None:
+        cover *= presence
+    mask = (cover >= 0.5).astype(np.uint8)
+
+    # Paper (a grey level per pixel, times the paper colour): mottling and fine grain.
+    field = _smooth_noise(rng, h, w, rng.uniform(30, 120))
+    field *= np.float32(0.03 * rng.uniform(0.3, 1.5))
+    field += 1
+    field += _normal_noise(rng, (h, w)) * np.float32(0.02 * rng.uniform(0.2, 1.5))
+    # Bleed-through: the back page's ink, mirrored, blurred and faint; its colour is a darker
+    # paper colour, so it too is a grey-level factor. Made and blurred at a third of the size.
+    if on[2] < 0.4:
+        bh, bw = max(8, h // 3), max(8, w // 3)
+        back = np.maximum(*_layout_ink(rng, bh, bw, scale=1 / 3))
+        back = Image.fromarray((back * 255).astype(np.uint8))
+        back = back.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+        back = back.resize((w, h), Image.Resampling.BILINEAR)
+        strength = rng.uniform(0.15, 0.65) * (1 - rng.uniform(0.3, 0.7)) / 255
+        field *= 1 - np.asarray(back, np.float32)[:, ::-1] * np.float32(strength)
+    # Light and, in grey, stains multiply paper and ink alike: one grey-level factor.
+    light = _illumination(rng, h, w) if on[4] < 0.55 else None
+    stain = _stains(rng, h, w) if on[3] < 0.45 else None
+    if stain is not None:
+        stain_level, tint = stain
+        if channels == 1:
+            grey = 1 - stain_level * np.float32(1 - float(_colour(tint, 1)[0]))
+            light = grey if light is None else light * grey
+            stain = None
+
+    a1, a2 = print_alpha, hand_alpha
+    if presence is not None or fade is not None:
+        scale = (presence if presence is not None else 1) * (fade if fade is not None else 1)
+        a1, a2 = a1 * scale, a2 * scale
+    paper_level = field * (1 - a1)
+    if hand_alpha.any():
+        paper_level *= 1 - a2
+    if light is not None:
+        paper_level *= light
+    page = paper_level[..., None] * paper
+    inked = np.flatnonzero(np.maximum(print_alpha, hand_alpha).ravel())
+    if inked.size:
+        b1, b2 = a1.ravel()[inked], a2.ravel()[inked]
+        lit = light.ravel()[inked] if light is not None else 1
+        flat = page.reshape(-1, channels)
+        flat[inked] += (lit * b1 * (1 - b2))[:, None] * ink1 + (lit * b2)[:, None] * ink2
+    if stain is not None:    # stains in colour: smooth blobs of tint, over paper and ink
+        for c in range(channels):
+            page[..., c] *= 1 - stain_level * np.float32(1 - tint[c])
+    if on[6] < 0.5:   # sensor noise; blurred below when blur is on, like correlated scan noise
+        noise = _normal_noise(rng, (h, w))
+        noise *= np.float32(rng.uniform(2, 14))
+        page += noise[..., None]
+    img = np.clip(page, 0, 255, out=page).astype(np.uint8)
+    if on[5] < 0.4:
+        pil = Image.fromarray(img[..., 0] if channels == 1 else img)
+        img = np.asarray(pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.5))))
+    img = img.reshape(h, w, channels)
+    if on[7] < 0.2:
+        img = img.copy()
+        n = int(rng.uniform(0.0005, 0.01) * h * w)
+        img[rng.integers(0, h, n), rng.integers(0, w, n)] = np.where(
+            rng.random(n) < 0.5, 0, 255).astype(np.uint8)[:, None]
+    if on[8] < 0.4:
+        buf = io.BytesIO()
+        Image.fromarray(img[..., 0] if channels == 1 else img).save(
+            buf, format="JPEG", quality=int(rng.integers(15, 85)))
+        img = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+    return {"image": np.ascontiguousarray(img.reshape(h, w, channels)), "mask": mask}
+
+
+def _stains(rng, h, w) -> tuple[np.ndarray, np.ndarray]:
+    """Stain darkness in [0, 1] (float32 HxW, made at quarter size) and the stains' RGB tint."""
+    lh, lw = max(2, h // 4), max(2, w // 4)
+    yy, xx = np.mgrid[0:lh, 0:lw].astype(np.float32)
+    edge = _smooth_noise(rng, lh, lw, rng.uniform(4, 12))
+    clear = np.ones((lh, lw), np.float32)
+    for _ in range(int(rng.integers(1, 6))):
+        cy, cx = rng.uniform(-0.1, 1.1) * lh, rng.uniform(-0.1, 1.1) * lw
+        ry = math.exp(rng.uniform(math.log(0.03), math.log(0.3))) * max(lh, lw)
+        rx = ry * rng.uniform(0.5, 2.0)
+        t = rng.uniform(0, math.pi)
+        dy, dx = yy - cy, xx - cx
+        u = (dx * math.cos(t) + dy * math.sin(t)) / rx
+        v = (-dx * math.sin(t) + dy * math.cos(t)) / ry
+        d = np.sqrt(u * u + v * v) + 0.15 * edge
+        sharp = rng.random() < 0.35      # water stains have crisp edges; grease and foxing don't
+        soft = rng.uniform(0.08, 0.3) if sharp else rng.uniform(0.5, 1.0)
+        blob = np.clip((1 - d) / soft, 0, 1)
+        if sharp and rng.random() < 0.5:   # a coffee-ring tide mark: darker rim
+            blob = np.clip(blob * 0.5 + np.exp(-((d - 1) / 0.05) ** 2), 0, 1)
+        clear *= 1 - rng.uniform(0.2, 0.75) * blob
+    tint = np.array([1.0, rng.uniform(0.75, 0.95), rng.uniform(0.45, 0.85)])  # brownish
+    tint *= rng.uniform(0.45, 0.9)
+    return _upsample(1 - clear, h, w), tint
+
+
+def _illumination(rng, h, w) -> np.ndarray:
+    """Multiplicative light field, float32 HxW in about [0.3, 1.05]."""
+    y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+    x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
+    t = rng.uniform(0, 2 * math.pi)
+    grad = math.cos(t) * x + math.sin(t) * y     # Python floats keep the arrays float32
+    grad = (grad - grad.min()) / max(float(grad.max() - grad.min()), 1e-6)
+    light = 1 - rng.uniform(0.0, 0.4) * grad
+    if rng.random() < 0.5:   # vignetting around an off-centre point
+        cy, cx = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8)
+        light = light - rng.uniform(0.1, 0.4) * ((y - cy) ** 2 + (x - cx) ** 2)
+    if rng.random() < 0.3:   # a book gutter's shadow along one edge
+        dist = [x, 1 - x, y, 1 - y][int(rng.integers(4))]
+        light = light * (1 - rng.uniform(0.3, 0.7) * np.exp(-dist / rng.uniform(0.03, 0.15)))
+    light = light + 0.06 * rng.uniform(0, 1) * _smooth_noise(rng, h, w, max(h, w) / 3)
+    return np.clip(light, 0.25, 1.05).astype(np.float32)
