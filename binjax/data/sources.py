@@ -1,0 +1,59 @@
+"""Training and validation sources named by config.data.source."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from binjax.data.folder import FolderPairs
+from binjax.data.synthetic import SyntheticDocuments
+
+SOURCES = ("synthetic", "folder", "tfds")
+
+# Validation pages come from a different seed stream than training pages.
+_VALIDATION_SEED_OFFSET = 1_000_003
+
+
+def _folder_list(value: str) -> list[str]:
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def _folder_source(cfg: ml_collections.ConfigDict, which: str) -> FolderPairs:
+    dirs = _folder_list(cfg.folder[which])
+    if not dirs:
+        raise ValueError(f"config.data.folder.{which} is empty: give a folder of image/mask pairs")
+    masks = _folder_list(cfg.folder[f"{which}_masks"])  # one mask folder per image folder, or none
+    return FolderPairs(
+        dirs if len(dirs) > 1 else dirs[0],
+        (masks if len(masks) > 1 else masks[0]) if masks else None,
+        image_suffix=cfg.folder.image_suffix,
+        mask_suffix=cfg.folder.mask_suffix,
+        mask_foreground=cfg.folder.mask_foreground,
+        channels=cfg.channels,
+    )
+
+
+def _tfds_sources(cfg: ml_collections.ConfigDict):
+    """DIBCO from its tfds builder (binjax.data.dibco), prepared on first use if manual_dir is set."""
+    from binjax.data import dibco  # noqa: PLC0415 -- imports tensorflow_datasets (~1 s): only when used
+
+    t = cfg.tfds
+    config_name = dibco.config_from_name(t.name)
+    if t.prepare and t.manual_dir and not dibco.is_prepared(config_name, t.data_dir):
+        dibco.prepare(t.manual_dir, t.data_dir, config_name)
+    make = lambda split: dibco.DibcoPages(t.data_dir, config_name, split, channels=cfg.channels)  # noqa: E731
+    return make(t.train_split), make(t.val_split)
+
+
+def make_sources(cfg: ml_collections.ConfigDict, seed: int):
+    """Returns (train_source, val_source): random-access sources of {'image', 'mask'} pages."""
+    if cfg.source == "synthetic":
+        syn = cfg.synthetic
+        make = lambda pages, s: SyntheticDocuments(  # noqa: E731
+            pages, syn.page_height, syn.page_width, channels=cfg.channels, seed=s
+        )
+        return make(syn.train_pages, seed), make(syn.val_pages, seed + _VALIDATION_SEED_OFFSET)
+    if cfg.source == "folder":
+        return _folder_source(cfg, "train"), _folder_source(cfg, "val")
+    if cfg.source == "tfds":
+        return _tfds_sources(cfg)
+    raise ValueError(f"config.data.source={cfg.source!r} is unknown; known sources: {SOURCES}")

@@ -1,0 +1,100 @@
+"""The full config tree with every field and its default; experiment configs start from here.
+
+Every experiment in configs/ calls `base_config()` and changes what it needs, so all configs
+share one schema and `lock_config=True` makes a mistyped `--config.x=...` fail loudly.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from binjax import losses, models, optim, sharding
+from binjax.data import pipeline
+
+
+def data_config() -> ml_collections.ConfigDict:
+    cfg = pipeline.default_data_config()  # patch_size, fg_patch_fraction, augment, threads
+    cfg.source = "synthetic"  # 'synthetic' | 'folder' | 'tfds'
+    cfg.channels = 1  # 1 = grey input, 3 = RGB input
+    cfg.val_patches = 64  # fixed held-out patches scored at every validation
+    cfg.synthetic = ml_collections.ConfigDict(
+        dict(train_pages=2000, val_pages=32, page_height=512, page_width=512)
+    )
+    cfg.folder = ml_collections.ConfigDict(
+        dict(
+            train="",  # folder, or comma-separated folders, of training images (and masks)
+            train_masks="",  # if set: masks under the images' stems, one folder per train folder
+            val="",  # same for validation (required for source='folder')
+            val_masks="",
+            image_suffix="_in",
+            mask_suffix="_gt",
+            mask_foreground="black",  # 'black' = dark mask pixels are foreground (DIBCO)
+        )
+    )
+    cfg.tfds = ml_collections.ConfigDict(  # DIBCO through its tfds builder, binjax/data/dibco.py
+        dict(
+            name="dibco/fixed",  # 'dibco/<config>': 'fixed', 'loyo_<year>' or a year ('2013')
+            data_dir="",  # tfds data_dir of the prepared dataset; '' = tfds default (~/tensorflow_datasets)
+            manual_dir="",  # competition files (e.g. ../shared/data/dibco); builds the dataset if missing
+            train_split="train",  # tfds splits, slices allowed: 'train[:85%]'
+            val_split="test",  # per-year configs have only 'test'
+            prepare=True,  # False: never build, fail if the dataset is not prepared
+        )
+    )
+    return cfg
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.model = ml_collections.ConfigDict(dict(name="unet"))
+    config.data = data_config()
+    config.loss = losses.default_loss_config()
+    config.optimizer = optim.default_optimizer_config()
+    config.mesh = sharding.default_mesh_config()
+
+    config.batch_size = 8  # global batch, split over the data axes of the mesh
+    config.num_steps = 1000
+    config.compute_dtype = "float32"  # 'bfloat16': bf16 activations, float32 params and loss
+
+    config.log_every = 10
+    config.eval_every = 200
+    config.checkpoint_every = 200
+    config.keep_checkpoints = 2
+    config.best_metric = "val/f1"  # keeps the best checkpoint by this validation figure
+    config.num_sample_images = 4  # rows in the input / prediction / ground-truth PNG grid
+    return config
+
+
+def shrink_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Makes any config train a few steps on tiny patches in seconds (tests, laptops)."""
+    config.num_steps = 4
+    config.batch_size = 8
+    config.log_every = 2
+    config.eval_every = 4
+    config.checkpoint_every = 2
+    config.optimizer.warmup_steps = 1
+    config.data.patch_size = 32
+    config.data.val_patches = 8
+    config.data.synthetic.train_pages = 8
+    config.data.synthetic.val_pages = 2
+    config.data.synthetic.page_height = 96
+    config.data.synthetic.page_width = 96
+    config.data.read_threads = 1
+    config.data.prefetch = 2
+    config.num_sample_images = 2
+    return config
+
+
+def apply_variant(config: ml_collections.ConfigDict, arg: str | None, *, smoke_model: dict) -> ml_collections.ConfigDict:
+    """Applies the `:variant` part of `--config=configs/x.py:variant` (only 'smoke' so far).
+
+    Also checks the model's name and hyper-parameters, so a typo fails when the config loads.
+    """
+    if arg == "smoke":
+        shrink_to_smoke(config)
+        config.model.update(smoke_model)
+    elif arg not in (None, ""):
+        raise ValueError(f"unknown config variant {arg!r}; known variants: 'smoke'")
+    models.check_model_config(config.model.name, {k: v for k, v in config.model.items() if k != "name"})
+    return config

@@ -1,0 +1,31 @@
+"""Loading a trained model for inference from a training workdir or checkpoint directory."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import ml_collections
+from flax import nnx
+
+from binjax import checkpointing, optim, train
+
+
+def load_model(path: str | pathlib.Path, *, prefer_best: bool = True) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+    """(model in eval mode, its training config) from a workdir, manager or step directory.
+
+    A workdir resolves to its best checkpoint (by validation F-measure) when it has one, else
+    its latest. The state is placed on the default device, whatever mesh trained it.
+    """
+    step_dir = checkpointing.find_checkpoint(path, prefer_best=prefer_best)
+    config = checkpointing.load_config(step_dir)
+    tx, _ = optim.make_optimizer(config.optimizer, config.num_steps)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+        jax.eval_shape(lambda: train.init_train_state(config, tx)),
+    )
+    state = checkpointing.restore_state(step_dir, target)
+    _, eval_graphdef = train.model_graphdefs(config)
+    model = nnx.merge(eval_graphdef, state["params"], state["batch_stats"])
+    return model, config

@@ -1,0 +1,312 @@
+"""Training: `train_and_evaluate(config, workdir)` trains a binarization model and validates it.
+
+Reads top to bottom: Mesh, Input pipeline, Model & optimizer, Shard & create state, Update step,
+Evals, Load checkpoint, Train loop. Restarting the same call on the same workdir resumes from the
+last checkpoint with the same data order and the same losses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from absl import logging
+from flax import nnx
+
+from binjax import baselines, checkpointing, losses, metrics, models, optim, reporting, sharding
+from binjax.data import pipeline, sources
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
+    """The model named by config.model, in the config's compute dtype."""
+    if config.compute_dtype not in _DTYPES:
+        raise ValueError(f"config.compute_dtype={config.compute_dtype!r} is unknown; known: {list(_DTYPES)}")
+    kwargs = {k: v for k, v in config.model.items() if k != "name"}
+    return models.create_model(
+        config.model.name,
+        in_channels=config.data.channels,
+        rngs=rngs,
+        dtype=_DTYPES[config.compute_dtype],
+        **kwargs,
+    )
+
+
+def model_graphdefs(config: ml_collections.ConfigDict):
+    """(train-mode graphdef, eval-mode graphdef): the static halves of the model, built abstractly."""
+    model = nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0)))
+    model.train()
+    train_graphdef = nnx.graphdef(model)
+    model.eval()
+    return train_graphdef, nnx.graphdef(model)
+
+
+def init_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation) -> dict:
+    """A fresh train state as plain pytrees: step, params, BatchNorm stats, optimizer state."""
+    # XLA:CPU takes minutes to compile threefry for dozens of parameter shapes, seconds for the
+    # RngBitGenerator behind 'rbg' keys. Initial values are reproducible per backend (CPU vs GPU
+    # differ); per-step randomness (dropout) keeps JAX's default threefry keys.
+    model = build_model(config, nnx.Rngs(params=jax.random.key(config.seed, impl="rbg")))
+    _, params, batch_stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    if jax.tree.leaves(rest):
+        raise ValueError(f"model {config.model.name!r} holds state other than params and batch stats")
+    params, batch_stats = nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats)
+    return dict(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=tx.init(params))
+
+
+def to_unit_range(images: jax.Array) -> jax.Array:
+    """uint8 pixels -> float32 in [0, 1] (the models' input convention)."""
+    return images.astype(jnp.float32) / 255.0
+
+
+def make_train_step(config, train_graphdef, tx, schedule, loss_fn):
+    """The jitted-to-be update: one optimizer step on one global batch; returns (state, health)."""
+    dropout_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+
+    def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
+        step = state["step"]
+        images, targets = to_unit_range(batch["image"]), batch["mask"].astype(jnp.float32)
+        rngs = nnx.Rngs(dropout=jax.random.fold_in(dropout_key, step))
+
+        def loss_of(params):
+            model = nnx.merge(train_graphdef, params, state["batch_stats"])
+            logits = model(images, rngs=rngs)
+            new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+            terms = loss_fn(logits, targets)
+            return terms["loss"], (terms, new_stats)
+
+        grads, (terms, new_stats) = jax.grad(loss_of, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        health = {f"train/{k}": v for k, v in terms.items()}
+        health.update(
+            {
+                "train/grad_norm": optax.tree.norm(grads),
+                "train/param_norm": optax.tree.norm(params),
+                "train/update_norm": optax.tree.norm(updates),
+                "train/learning_rate": schedule(step),
+            }
+        )
+        new_state = dict(step=step + 1, params=params, batch_stats=new_stats, opt_state=opt_state)
+        return new_state, health
+
+    return train_step
+
+
+def make_eval_step(eval_graphdef, loss_fn):
+    """Scores one global batch: (confusion counts [tp, fp, fn, tn], loss, probabilities)."""
+
+    def eval_step(state: dict, batch: dict):
+        model = nnx.merge(eval_graphdef, state["params"], state["batch_stats"])
+        logits = model(to_unit_range(batch["image"]))
+        targets = batch["mask"].astype(jnp.float32)
+        counts = metrics.confusion_counts(logits > 0, targets > 0.5)
+        return jnp.asarray(counts, jnp.float32), loss_fn(logits, targets)["loss"], jax.nn.sigmoid(logits)
+
+    return eval_step
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """Everything jitted that a run needs, built for one mesh."""
+
+    abstract_state: Any  # ShapeDtypeStructs of the train state
+    state_shardings: Any
+    init: Callable[[], dict]  # -> a fresh train state, created already sharded
+    train_step: Callable  # (state, global batch) -> (state, health); donates state
+    eval_step: Callable  # (state, global batch) -> (counts, loss, probabilities)
+
+    def restore_target(self):
+        """Abstract state with shardings: where a checkpoint restores to, on this mesh."""
+        return jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), self.abstract_state, self.state_shardings
+        )
+
+
+def make_steps(config: ml_collections.ConfigDict, mesh) -> Steps:
+    """Optimizer, loss and model from the config, jitted with the train state laid out on `mesh`."""
+    tx, schedule = optim.make_optimizer(config.optimizer, config.num_steps)
+    loss_fn = losses.make_loss(config.loss)
+    train_graphdef, eval_graphdef = model_graphdefs(config)
+    abstract_state = jax.eval_shape(lambda: init_train_state(config, tx))
+    state_shardings = sharding.state_shardings(abstract_state, mesh)
+    replicated = sharding.replicated(mesh)
+    return Steps(
+        abstract_state=abstract_state,
+        state_shardings=state_shardings,
+        init=jax.jit(lambda: init_train_state(config, tx), out_shardings=state_shardings),
+        train_step=jax.jit(
+            make_train_step(config, train_graphdef, tx, schedule, loss_fn),
+            donate_argnums=0,
+            out_shardings=(state_shardings, replicated),
+        ),
+        eval_step=jax.jit(make_eval_step(eval_graphdef, loss_fn), out_shardings=replicated),
+    )
+
+
+def otsu_scores(val: dict) -> dict[str, float]:
+    """Otsu's global threshold on each validation patch: the bar a learned model must clear."""
+    counts = np.zeros(4, np.int64)
+    for image, mask in zip(val["image"], val["mask"]):
+        grey = image[..., 0] if image.shape[-1] == 1 else np.asarray(
+            np.round(image @ np.array([0.299, 0.587, 0.114])), np.uint8
+        )
+        ink = baselines.binarize_classic(np.ascontiguousarray(grey), "otsu")
+        counts += np.asarray(metrics.confusion_counts(ink, mask[..., 0] > 0), np.int64)
+    return {f"val/otsu_{k}": float(v) for k, v in metrics.segmentation_scores(counts).items()}
+
+
+def validate(eval_step, state, val: dict, mesh, batch_size: int):
+    """Summed counts over all validation patches -> one set of scores (not a mean of batches)."""
+    counts, loss_sum, first_probs = np.zeros(4, np.float64), 0.0, None
+    num_batches = len(val["image"]) // batch_size
+    for b in range(num_batches):
+        chunk = {k: v[b * batch_size : (b + 1) * batch_size] for k, v in val.items()}
+        batch_counts, loss, probs = eval_step(state, sharding.global_batch(chunk, mesh))
+        counts += np.asarray(batch_counts, np.float64)
+        loss_sum += float(loss)
+        if first_probs is None:
+            first_probs = np.asarray(probs)
+    scores = {f"val/{k}": float(v) for k, v in metrics.segmentation_scores(counts).items()}
+    scores["val/loss"] = loss_sum / num_batches
+    return scores, first_probs
+
+
+def _check_finite(step: int, history: list[dict]) -> None:
+    for offset, record in enumerate(history):
+        bad = [k for k, v in record.items() if not np.isfinite(v)]
+        if bad:
+            raise FloatingPointError(
+                f"non-finite {bad} at step {step - len(history) + offset + 1}: "
+                "lower the learning rate or check the data; the last checkpoint is untouched"
+            )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final scores."""
+    workdir = pathlib.Path(workdir)
+    is_chief = jax.process_index() == 0
+    if is_chief:
+        (workdir / "samples").mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+
+    # ---------------------------------------------------------------- Mesh
+    mesh = sharding.make_mesh(config.mesh)
+    dp = sharding.data_parallel_size(mesh)
+    if config.batch_size % dp or config.batch_size % jax.process_count():
+        raise ValueError(
+            f"config.batch_size={config.batch_size} must divide over {dp} data-parallel devices "
+            f"and {jax.process_count()} processes"
+        )
+    logging.info("mesh %s over %d devices (%d processes)", dict(mesh.shape), mesh.size, jax.process_count())
+
+    # ---------------------------------------------------------------- Input pipeline
+    train_source, val_source = sources.make_sources(config.data, config.seed)
+    host_batch_size = config.batch_size // jax.process_count()
+    train_ds = pipeline.train_dataset(
+        train_source,
+        config.data,
+        seed=config.seed,
+        batch_size=host_batch_size,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+    )
+    train_iter = iter(train_ds)
+    # Every process holds the same validation patches and feeds its slice of each batch.
+    num_val = math.ceil(config.data.val_patches / config.batch_size) * config.batch_size
+    val = pipeline.validation_patches(val_source, config.data, seed=config.seed + 1, num_patches=num_val)
+    p, n = jax.process_index(), jax.process_count()
+    val_local = {k: v.reshape(-1, n, host_batch_size, *v.shape[1:])[:, p].reshape(-1, *v.shape[1:]) for k, v in val.items()}
+
+    # ---------------------------------------------------------------- Model & optimizer, update step
+    steps = make_steps(config, mesh)
+    num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(steps.abstract_state["params"]))
+    logging.info("model %s: %s parameters", config.model.name, f"{num_params:,}")
+
+    # ---------------------------------------------------------------- Load checkpoint
+    checkpointer = checkpointing.Checkpointer(
+        workdir,
+        every_steps=config.checkpoint_every,
+        keep=config.keep_checkpoints,
+        best_metric=config.best_metric or None,
+    )
+    if checkpointer.latest_step() is not None:
+        state, data_state, _ = checkpointer.restore(steps.restore_target())
+        train_iter.set_state(data_state)
+        logging.info("resumed from step %d in %s", int(state["step"]), workdir)
+    else:
+        state = steps.init()
+
+    # ---------------------------------------------------------------- Evals
+    writer = reporting.MetricWriter(workdir) if is_chief else None
+    baseline = otsu_scores(val)
+    final_scores: dict[str, float] = {}
+
+    def run_validation(step: int) -> dict[str, float]:
+        scores, probs = validate(steps.eval_step, state, val_local, mesh, host_batch_size)
+        scores.update(baseline)
+        if is_chief:
+            writer.write(step, scores)
+            k = config.num_sample_images
+            grid = reporting.sample_grid(val["image"][:k], probs[:k], val["mask"][:k])
+            reporting.save_png(workdir / "samples" / f"step_{step:07d}.png", grid)
+            logging.info(
+                "step %d validation: F1 %.4f (Otsu %.4f), IoU %.4f, loss %.4f",
+                step, scores["val/f1"], scores["val/otsu_f1"], scores["val/iou"], scores["val/loss"],
+            )
+        return scores
+
+    # ---------------------------------------------------------------- Train loop
+    start_step = int(state["step"])
+    progress = tqdm.tqdm(
+        total=config.num_steps, initial=start_step, desc="train", unit="step", disable=not is_chief, smoothing=0.1
+    )
+    pending: list[dict] = []  # device-side health of steps not yet logged (no per-step host sync)
+    timer_start, timer_steps = None, 0
+    for step in range(start_step + 1, config.num_steps + 1):
+        batch = sharding.global_batch(next(train_iter), mesh)
+        state, health = steps.train_step(state, batch)
+        pending.append(health)
+        timer_steps += 1
+        last = step == config.num_steps
+        is_eval = step % config.eval_every == 0 or last
+        is_save = step % config.checkpoint_every == 0 or last
+        if step % config.log_every == 0 or is_eval or is_save:
+            history = jax.device_get(pending)
+            pending = []
+            _check_finite(step, history)  # before anything is saved
+            if timer_start is None:  # the first interval includes compilation; time from here
+                timer_start, timer_steps = time.perf_counter(), 0
+                images_per_s = float("nan")
+            else:
+                images_per_s = timer_steps * config.batch_size / (time.perf_counter() - timer_start)
+            means = {k: float(np.mean([r[k] for r in history])) for k in history[0]}
+            means["train/images_per_s"] = images_per_s
+            if is_chief:
+                writer.write(step, means)
+                progress.set_postfix(loss=f"{means['train/loss']:.4f}", img_s=f"{images_per_s:.1f}")
+        progress.update(1)
+        if is_eval:
+            final_scores = run_validation(step)
+        if is_save:
+            checkpointer.maybe_save(step, state, train_iter.get_state(), config, force=last)
+        if is_eval and config.best_metric:
+            checkpointer.save_if_best(step, state, train_iter.get_state(), config, final_scores)
+    progress.close()
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    if not final_scores:  # resumed after the last step: score what was restored
+        final_scores = run_validation(int(state["step"]))
+    if is_chief:
+        writer.close()
+    return dict(final_scores, num_params=num_params, step=int(state["step"]))

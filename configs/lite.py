@@ -1,0 +1,33 @@
+"""Lightweight U-Net of inverted-residual (MobileNetV2-style) blocks, under 0.3M parameters.
+
+Built for fast full-page inference on CPUs; same synthetic-document task as default.py.
+
+  python -m launch.train --config=configs/lite.py --workdir=/tmp/binjax/lite
+  python -m launch.train --config=configs/lite.py:smoke --workdir=/tmp/binjax/lite_smoke
+"""
+
+from binjax import defaults
+
+
+def get_config(arg: str | None = None):
+    config = defaults.base_config()
+    config.model.update(
+        dict(
+            name="lite",
+            widths=(16, 24, 32, 64),
+            blocks=(1, 2, 2, 3),
+            expansion=4,
+            decoder_expansion=2,
+            head_width=8,
+            norm="batch",
+            dropout=0.0,
+        )
+    )
+    config.data.patch_size = 128
+    config.batch_size = 8
+    config.num_steps = 600
+    config.eval_every = 200
+    config.checkpoint_every = 100
+    return defaults.apply_variant(
+        config, arg, smoke_model=dict(widths=(4, 8), blocks=(1, 1), head_width=4)
+    )

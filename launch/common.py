@@ -1,0 +1,72 @@
+"""Process setup shared by the launchers: CPU device count, jax.distributed, logging.
+
+Imported before JAX by every launcher, because XLA reads its flags once, at import.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+_HOST_DEVICES_FLAG = "--host_devices"
+
+
+def _requested_host_devices(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg.startswith(_HOST_DEVICES_FLAG + "="):
+            return arg.split("=", 1)[1]
+        if arg == _HOST_DEVICES_FLAG and i + 1 < len(argv):
+            return argv[i + 1]
+    return os.environ.get("BINJAX_HOST_DEVICES", "auto")
+
+
+def configure_host_devices(argv: list[str] | None = None) -> None:
+    """Splits the CPU into several XLA host devices (one per core by default).
+
+    XLA's CPU backward convolutions use one core each, so a batch sharded over one host device per
+    core keeps every core busy. Affects only the CPU platform; GPUs and TPUs are untouched.
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return  # the user (or a test) chose already
+    if "jax" in sys.modules:
+        return  # too late to change; keep whatever JAX already has
+    value = _requested_host_devices(sys.argv if argv is None else argv)
+    count = (os.cpu_count() or 1) if value == "auto" else int(value)
+    if count > 1:
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
+
+
+configure_host_devices()
+
+flags.DEFINE_string(
+    "host_devices",
+    "auto",
+    "CPU only: split the CPU into this many XLA devices ('auto' = one per core). Read before JAX starts.",
+)
+flags.DEFINE_bool("distributed", False, "Initialise jax.distributed (multi-host). Reads SLURM/TPU/cluster env when the flags below are unset.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for --distributed.")
+flags.DEFINE_integer("num_processes", None, "Number of processes, for --distributed.")
+flags.DEFINE_integer("process_id", None, "This process's index, for --distributed.")
+
+
+def initialize_runtime() -> None:
+    """Starts jax.distributed when asked and quiets non-chief processes' logs."""
+    import jax
+    from absl import logging
+
+    f = flags.FLAGS
+    if f.distributed:
+        jax.distributed.initialize(
+            coordinator_address=f.coordinator_address,
+            num_processes=f.num_processes,
+            process_id=f.process_id,
+        )
+    if jax.process_index() != 0:
+        logging.set_verbosity(logging.WARNING)
+    logging.info(
+        "JAX %s: process %d of %d, %d local / %d global devices (%s)",
+        jax.__version__, jax.process_index(), jax.process_count(),
+        jax.local_device_count(), jax.device_count(), jax.devices()[0].platform,
+    )

@@ -1,0 +1,134 @@
+"""Training end to end on CPU: sharded steps, smoke configs, kill -9 and resume."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from binjax import checkpointing, reporting, sharding, train
+from configs import default as default_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG_FILES = sorted(p.name for p in (REPO / "configs").glob("*.py") if not p.name.startswith("_"))
+
+
+def _smoke(**overrides):
+    config = default_config.get_config("smoke")
+    for key, value in overrides.items():
+        target = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = value
+    return config
+
+
+def _one_step(config, devices):
+    """Loss and updated params after one train step on a mesh over `devices`."""
+    mesh = sharding.make_mesh(config.mesh, devices=devices)
+    steps = train.make_steps(config, mesh)
+    state = steps.init()
+    rng = np.random.default_rng(0)
+    host = {
+        "image": rng.integers(0, 256, (8, 32, 32, 1), dtype=np.uint8),
+        "mask": (rng.random((8, 32, 32, 1)) < 0.2).astype(np.uint8),
+    }
+    state, health = steps.train_step(state, sharding.global_batch(host, mesh))
+    return jax.device_get(health), jax.device_get(state["params"]), jax.device_get(state["batch_stats"])
+
+
+def test_one_step_on_eight_devices_matches_one_device():
+    assert jax.device_count() == 8, "conftest.py should fake 8 CPU devices"
+    config = _smoke()
+    health_8, params_8, stats_8 = _one_step(config, jax.devices())
+    health_1, params_1, stats_1 = _one_step(config, jax.devices()[:1])
+    for key in ("train/loss", "train/bce", "train/dice", "train/grad_norm"):
+        np.testing.assert_allclose(health_8[key], health_1[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # BatchNorm statistics are global-batch statistics under sharding, so the states agree too.
+    for a, b in zip(jax.tree.leaves(params_8), jax.tree.leaves(params_1)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(stats_8), jax.tree.leaves(stats_1)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("config_file", CONFIG_FILES)
+def test_every_config_loads_and_its_smoke_variant_trains_and_evaluates(config_file, tmp_path):
+    module = __import__(f"configs.{config_file[:-3]}", fromlist=["get_config"])
+    module.get_config()  # the full config loads too
+    config = module.get_config("smoke")
+    scores = train.train_and_evaluate(config, tmp_path)
+    assert scores["step"] == config.num_steps
+    for key in ("val/f1", "val/iou", "val/dice", "val/precision", "val/recall", "val/loss", "val/otsu_f1"):
+        assert np.isfinite(scores[key]), key
+    assert checkpointing.find_checkpoint(tmp_path).exists()
+    records = reporting.read_metrics(tmp_path)
+    assert any("train/loss" in r for r in records) and any("val/f1" in r for r in records)
+    assert list((tmp_path / "samples").glob("step_*.png"))
+    assert list((tmp_path / "tensorboard").iterdir())
+
+
+def test_unknown_config_variant_and_locked_typo_fail_clearly():
+    with pytest.raises(ValueError, match="smoek"):
+        default_config.get_config("smoek")
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.train", "--config=configs/default.py:smoke", "--config.num_stpes=3", "--workdir=/tmp/unused"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "num_stpes" in result.stderr
+
+
+def _launch(workdir, num_steps, log=None):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "launch.train", "--config=configs/default.py:smoke",
+            f"--workdir={workdir}", f"--config.num_steps={num_steps}", "--config.log_every=1",
+            "--config.checkpoint_every=5", "--config.eval_every=1000",
+        ],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL,
+    )
+
+
+def _losses_by_step(workdir):
+    by_step = {}
+    for record in reporting.read_metrics(workdir):  # a resumed run re-logs steps after its checkpoint
+        if "train/loss" in record:
+            by_step[record["step"]] = record["train/loss"]
+    return by_step
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_resume_reproduces_the_uninterrupted_losses(tmp_path):
+    num_steps = 60
+    reference = _launch(tmp_path / "reference", num_steps)
+    assert reference.wait(timeout=600) == 0
+
+    interrupted = tmp_path / "interrupted"
+    with open(tmp_path / "log.txt", "w") as log:
+        run = _launch(interrupted, num_steps, log)
+        deadline = time.time() + 600
+        while time.time() < deadline and run.poll() is None:
+            if any(int(s) >= 10 for s in os.listdir(interrupted / "checkpoints") if s.isdigit()) if (interrupted / "checkpoints").exists() else False:
+                break
+            time.sleep(0.05)
+        assert run.poll() is None, "the run ended before it could be killed"
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    killed_at = max(_losses_by_step(interrupted))
+    assert killed_at < num_steps
+
+    resumed = _launch(interrupted, num_steps)
+    assert resumed.wait(timeout=600) == 0
+    expected, got = _losses_by_step(tmp_path / "reference"), _losses_by_step(interrupted)
+    assert sorted(got) == sorted(expected) == list(range(1, num_steps + 1))
+    np.testing.assert_allclose([got[s] for s in sorted(got)], [expected[s] for s in sorted(expected)], rtol=1e-6)
+    saved = json.loads((interrupted / "config.json").read_text())
+    assert saved["num_steps"] == num_steps
