@@ -285,16 +285,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             history = jax.device_get(pending)
             pending = []
             _check_finite(step, history)  # before anything is saved
-            if timer_start is None:  # the first interval includes compilation; time from here
-                timer_start, timer_steps = time.perf_counter(), 0
-                images_per_s = float("nan")
-            else:
-                images_per_s = timer_steps * config.batch_size / (time.perf_counter() - timer_start)
             means = {k: float(np.mean([r[k] for r in history])) for k in history[0]}
-            means["train/images_per_s"] = images_per_s
+            if timer_start is not None:  # the first interval includes compilation: not timed
+                means["train/images_per_s"] = timer_steps * config.batch_size / (time.perf_counter() - timer_start)
+            timer_start, timer_steps = time.perf_counter(), 0
             if is_chief:
                 writer.write(step, means)
-                progress.set_postfix(loss=f"{means['train/loss']:.4f}", img_s=f"{images_per_s:.1f}")
+                progress.set_postfix(
+                    loss=f"{means['train/loss']:.4f}", img_s=f"{means.get('train/images_per_s', float('nan')):.1f}"
+                )
         progress.update(1)
         if is_eval:
             final_scores = run_validation(step)
@@ -302,6 +301,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             checkpointer.maybe_save(step, state, train_iter.get_state(), config, force=last)
         if is_eval and config.best_metric:
             checkpointer.save_if_best(step, state, train_iter.get_state(), config, final_scores)
+        if is_eval or is_save:  # keep validation and checkpoint time out of images/s
+            timer_start = time.perf_counter()
     progress.close()
     checkpointer.wait_until_finished()
     checkpointer.close()

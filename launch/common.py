@@ -51,10 +51,23 @@ flags.DEFINE_integer("num_processes", None, "Number of processes, for --distribu
 flags.DEFINE_integer("process_id", None, "This process's index, for --distributed.")
 
 
+class _QuietLibraries:
+    """Drops INFO records from libraries that log every checkpoint file and backend probe."""
+
+    _NOISY = ("/orbax/", "/jax/_src/", "/grain/")
+
+    def filter(self, record) -> bool:
+        import logging as std_logging
+
+        return record.levelno > std_logging.INFO or not any(p in record.pathname for p in self._NOISY)
+
+
 def initialize_runtime() -> None:
-    """Starts jax.distributed when asked and quiets non-chief processes' logs."""
+    """Starts jax.distributed when asked and quiets non-chief processes' and libraries' logs."""
     import jax
     from absl import logging
+
+    logging.get_absl_handler().addFilter(_QuietLibraries())
 
     f = flags.FLAGS
     if f.distributed:
