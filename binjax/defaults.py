@@ -14,6 +14,7 @@ from binjax.data import pipeline
 
 def data_config() -> ml_collections.ConfigDict:
     cfg = pipeline.default_data_config()  # patch_size, fg_patch_fraction, augment, threads
+    cfg.patch_size = 128  # small enough for minutes-long CPU runs; DIBCO recipes use more
     cfg.source = "synthetic"  # 'synthetic' | 'folder' | 'tfds'
     cfg.channels = 1  # 1 = grey input, 3 = RGB input
     cfg.val_patches = 64  # fixed held-out patches scored at every validation
@@ -54,12 +55,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.mesh = sharding.default_mesh_config()
 
     config.batch_size = 8  # global batch, split over the data axes of the mesh
-    config.num_steps = 1000
+    config.num_steps = 600
     config.compute_dtype = "float32"  # 'bfloat16': bf16 activations, float32 params and loss
 
     config.log_every = 10
     config.eval_every = 200
-    config.checkpoint_every = 200
+    config.checkpoint_every = 100
     config.keep_checkpoints = 2
     config.best_metric = "val/f1"  # keeps the best checkpoint by this validation figure
     config.num_sample_images = 4  # rows in the input / prediction / ground-truth PNG grid

@@ -23,9 +23,4 @@ def get_config(arg: str | None = None):
             skips=True,
         )
     )
-    config.data.patch_size = 128
-    config.batch_size = 8
-    config.num_steps = 600
-    config.eval_every = 200
-    config.checkpoint_every = 100
     return defaults.apply_variant(config, arg, smoke_model=dict(depth=2, base_width=4))

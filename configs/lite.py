@@ -23,11 +23,6 @@ def get_config(arg: str | None = None):
             dropout=0.0,
         )
     )
-    config.data.patch_size = 128
-    config.batch_size = 8
-    config.num_steps = 600
-    config.eval_every = 200
-    config.checkpoint_every = 100
     return defaults.apply_variant(
         config, arg, smoke_model=dict(widths=(4, 8), blocks=(1, 1), head_width=4)
     )

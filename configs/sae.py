@@ -10,9 +10,4 @@ from binjax import defaults
 def get_config(arg: str | None = None):
     config = defaults.base_config()
     config.model.update(dict(name="sae", depth=5, width=64, kernel_size=5, norm="batch", dropout=0.0))
-    config.data.patch_size = 128
-    config.batch_size = 8
-    config.num_steps = 600
-    config.eval_every = 200
-    config.checkpoint_every = 100
     return defaults.apply_variant(config, arg, smoke_model=dict(depth=2, width=8, kernel_size=3))

@@ -9,7 +9,7 @@ from launch import common  # noqa: F401  (first: sets XLA's CPU device count bef
 
 import json  # noqa: E402
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -38,7 +38,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    common.run_app(main)
 
 
 if __name__ == "__main__":

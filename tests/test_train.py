@@ -132,3 +132,20 @@ def test_kill_minus_nine_then_resume_reproduces_the_uninterrupted_losses(tmp_pat
     np.testing.assert_allclose([got[s] for s in sorted(got)], [expected[s] for s in sorted(expected)], rtol=1e-6)
     saved = json.loads((interrupted / "config.json").read_text())
     assert saved["num_steps"] == num_steps
+
+
+def test_bf16_compute_keeps_float32_params_and_a_close_loss():
+    health_32, params_32, _ = _one_step(_smoke(), jax.devices())
+    health_16, params_16, _ = _one_step(_smoke(compute_dtype="bfloat16"), jax.devices())
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(params_16))
+    assert np.isfinite(health_16["train/loss"])
+    np.testing.assert_allclose(health_16["train/loss"], health_32["train/loss"], rtol=2e-2)
+
+
+@pytest.mark.parametrize("launcher", ["train", "benchmark"])
+def test_launchers_answer_help(launcher):
+    result = subprocess.run(
+        [sys.executable, "-m", f"launch.{launcher}", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--config" in result.stdout
