@@ -85,16 +85,4 @@ def initialize_runtime() -> None:
     )
 
 
-def run_app(main) -> None:
-    """absl's app.run, except that --help / --helpfull exit with status 0 (absl uses 1)."""
-    import sys as _sys
-
-    from absl import app
-
-    try:
-        app.run(main)
-    except SystemExit as exit_:
-        asked_for_help = any(a in ("--help", "-h", "--helpfull", "--helpshort", "-?") for a in _sys.argv[1:])
-        if asked_for_help and exit_.code == 1:
-            raise SystemExit(0) from None
-        raise
+from launch.cli import run_app  # noqa: E402,F401  (launchers call common.run_app)

@@ -1,0 +1,665 @@
+"""Page-level evaluation: binarizers, evaluation sets, and the files a comparison leaves behind.
+
+Three parts, each usable on its own:
+
+* **Binarizers** map an uint8 HxWxC page to a bool HxW ink mask (True = ink). A
+  ``ModelBinarizer`` wraps a trained checkpoint (``pretrained.load_model`` + tiled inference);
+  a ``ClassicBinarizer`` wraps a doxapy method (``baselines.binarize_classic`` on the grey
+  page). ``make_binarizers`` builds them from launcher-style specs; ``default_binarizer`` is
+  the one place a released default model will plug in.
+* **Evaluation sets** (``open_pages``): a folder of pairs (a DIBCO year folder by default:
+  ``<name>_in.png`` + ``<name>_gt.png``, ink black) or a prepared TFDS dataset
+  (``tfds:dibco/2013``). Both give ``{'image', 'mask'}`` pages and ``.names``.
+* **evaluate_pages** runs every binarizer on every page, scores it with the DIBCO measures
+  and the set-level counts, and writes under ``out_dir``::
+
+      summary.md                  binarizers side by side (per-page means + set IoU/F1)
+      summary.json                the same figures as data (also returned)
+      <binarizer>/per_image.csv   every measure of every page
+      <binarizer>/binary/<page>.png    the output, 1-bit, ink black
+      <binarizer>/compare/<page>.png   input, output, ground truth, error map
+
+Pseudo-F weights depend on the ground truth only, so they are computed once per page and
+shared by all binarizers (optionally cached on disk across runs).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import pathlib
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from absl import logging
+from PIL import Image, ImageDraw, ImageFont
+
+from binjax import baselines, imageio, metrics
+from binjax.pseudo_weights import PseudoWeights
+
+PathLike = str | os.PathLike
+
+# Error-map colours (RGB): chosen to stay distinct under red-green colour blindness.
+CORRECT_INK = (0, 0, 0)
+CORRECT_PAPER = (255, 255, 255)
+FALSE_POSITIVE = (230, 30, 30)  # red: ink predicted on background
+FALSE_NEGATIVE = (30, 100, 235)  # blue: ground-truth ink missed
+ERROR_LEGEND = ("error map: black = ink found, white = background kept, red = false positive "
+                "(ink predicted on background), blue = false negative (ink missed)")
+
+# Per-image CSV columns, in order. DIBCO measures are as metrics.dibco_scores returns them
+# (fm, pfm, precision, recall in percent; psnr in dB; nrm, mpm fractions); iou, dice, f1 are
+# fractions from the page's pixel counts.
+DIBCO_KEYS = ("fm", "pfm", "psnr", "drd", "nrm", "mpm", "precision", "recall",
+              "pseudo_precision", "pseudo_recall")
+COUNT_KEYS = ("iou", "dice", "f1")
+CSV_COLUMNS = ("page", "height", "width", *DIBCO_KEYS, *COUNT_KEYS, "tp", "fp", "fn", "tn", "seconds")
+
+
+class NoBinarizerError(ValueError):
+    """Neither a checkpoint nor a classic method was given, and there is no default model yet."""
+
+
+# ------------------------------------------------------------------------------- binarizers
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 HxWxC page with C = channels: RGB -> grey by ITU-R 601 luma (as imageio), grey -> RGB."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3) or image.dtype != np.uint8:
+        raise ValueError(f"expected an uint8 HxWx1 or HxWx3 page, got {image.dtype} {image.shape}")
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1:
+        return imageio.rgb_to_grey(image)[..., None]
+    return np.repeat(image, 3, axis=-1)
+
+
+class ClassicBinarizer:
+    """A doxapy method (``baselines.METHODS``) with optional parameters, on the grey page."""
+
+    channels = 1
+
+    def __init__(self, method: str, params: Mapping[str, float] | None = None, *, name: str | None = None):
+        if method not in baselines.METHODS:
+            raise ValueError(f"unknown classic method {method!r}; known: {baselines.list_methods()}")
+        self.method, self.params = method, dict(params or {})
+        # Check parameter names now, not on the first page (doxapy would ignore a typo).
+        valid = baselines.METHODS[method].defaults
+        unknown = sorted(set(self.params) - set(valid))
+        if unknown:
+            raise ValueError(f"classic method {method!r} has no parameter(s) {unknown}; "
+                             f"valid: {sorted(valid) or 'none'}")
+        self.name = name or method + "".join(f"_{k}{v:g}" for k, v in sorted(self.params.items()))
+        self.description = (f"classic {method} ({', '.join(f'{k}={v:g}' for k, v in self.params.items())})"
+                            if self.params else f"classic {method} (default parameters)")
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return baselines.binarize_classic(to_channels(image, 1)[..., 0], self.method, **self.params)
+
+
+class ModelBinarizer:
+    """A trained checkpoint with tiled, blended full-page inference (binjax.inference).
+
+    ``checkpoint`` is a workdir (its best checkpoint, else its latest), a manager directory or a
+    step directory. Pages are converted to the channels the model was trained on
+    (``config.data.channels``); read files with ``imageio.load_image(path, self.channels)``.
+    all_devices: shard each batch of tiles over every local device (batch_size is rounded up to
+    a multiple of their number); False: the default device only.
+    """
+
+    def __init__(self, checkpoint: PathLike, *, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
+                 flip_tta: bool = False, threshold: float = 0.5, name: str = "model", all_devices: bool = True):
+        # JAX and the model code load only when a model is used: classic-only runs stay light.
+        import jax  # noqa: PLC0415
+
+        from binjax import checkpointing, inference, pretrained  # noqa: PLC0415
+
+        self.step_dir = checkpointing.find_checkpoint(checkpoint)
+        model, self.config = pretrained.load_model(self.step_dir)
+        self.channels = int(self.config.data.channels)
+        self.options = dict(tile=int(tile), overlap=float(overlap), batch_size=int(batch_size),
+                            flip_tta=bool(flip_tta), threshold=float(threshold))
+        self._binarize_page = inference.binarize_page
+        # Tiles of a batch are spread over all local devices: several GPUs, or the host devices
+        # that launch/common.py splits a CPU into (one per core).
+        devices = jax.local_devices() if all_devices and jax.local_device_count() > 1 else None
+        self._predict_fn = inference.make_predict_fn(model, devices=devices)
+        self.num_devices = len(devices or [None])
+        self.name = name
+        self.description = (f"model {self.config.model.name} from {self.step_dir} ({self.channels} channel(s); "
+                            + ", ".join(f"{k}={v}" for k, v in self.options.items())
+                            + f"; {self.num_devices} {jax.devices()[0].platform} device(s))")
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        ink = self._binarize_page(self._predict_fn, to_channels(image, self.channels), **self.options)
+        return np.asarray(ink, dtype=bool)
+
+
+Binarizer = ClassicBinarizer | ModelBinarizer
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, float]]:
+    """'sauvola' or 'sauvola:window=51:k=0.3' -> ('sauvola', {'window': 51, 'k': 0.3})."""
+    method, *assignments = [part.strip() for part in spec.strip().split(":")]
+    params: dict[str, float] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"method spec {spec!r}: parameters are written name=number after a colon, "
+                             "e.g. 'sauvola:window=51:k=0.3'") from None
+        params[key] = int(number) if number.is_integer() else number
+    return method.lower(), params
+
+
+def default_binarizer(**inference_options) -> Binarizer:
+    """The binarizer used when none is named. The released default model will plug in here."""
+    del inference_options  # for the default model's tiled inference
+    raise NoBinarizerError("no binarizer given: pass --checkpoint=WORKDIR (a trained model) or "
+                           f"--method=NAME (a classic method: {', '.join(baselines.list_methods())}); "
+                           "a released default model will come in a later version")
+
+
+def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str] = (),
+                    **inference_options) -> dict[str, Binarizer]:
+    """Name -> binarizer for checkpoints (tiled model inference) and classic method specs.
+
+    One checkpoint is named 'model'; several are named after their workdirs. Methods are
+    named by their spec ('sauvola', 'sauvola_k0.3_window51'). inference_options go to every
+    ModelBinarizer (tile, overlap, batch_size, flip_tta, threshold).
+    """
+    if not checkpoints and not methods:
+        binarizer = default_binarizer(**inference_options)
+        return {binarizer.name: binarizer}
+    binarizers: dict[str, Binarizer] = {}
+
+    def add(b: Binarizer) -> None:
+        if b.name in binarizers:
+            raise ValueError(f"binarizer {b.name!r} is given twice")
+        binarizers[b.name] = b
+
+    for checkpoint in checkpoints:
+        name = "model" if len(checkpoints) == 1 else _model_name(checkpoint, binarizers)
+        add(ModelBinarizer(checkpoint, name=name, **inference_options))
+    for spec in methods:
+        method, params = parse_method(spec)
+        add(ClassicBinarizer(method, params))
+    return binarizers
+
+
+def _model_name(checkpoint: PathLike, taken: Mapping[str, Any]) -> str:
+    parts = pathlib.Path(checkpoint).absolute().parts
+    # workdir/best/400 -> 'model-workdir-400'; workdir -> 'model-workdir'
+    tail = [p for p in parts[-3:] if p not in ("best", "checkpoints")]
+    base = "model-" + "-".join(tail[-2:] if tail and tail[-1].isdigit() else tail[-1:])
+    name, i = safe_name(base), 2
+    while name in taken:
+        name, i = f"{safe_name(base)}-{i}", i + 1
+    return name
+
+
+def safe_name(name: str) -> str:
+    """A page or binarizer name as a file name (no path separators, no spaces)."""
+    return re.sub(r"[^0-9A-Za-z._=+-]+", "_", str(name)).strip("_") or "_"
+
+
+# ------------------------------------------------------------------------------- evaluation sets
+
+
+def open_pages(data: str, *, channels: int = 1, masks_dir: PathLike | None = None, image_suffix: str = "_in",
+               mask_suffix: str = "_gt", mask_foreground: Literal["white", "black"] = "black",
+               data_dir: PathLike | None = None, manual_dir: PathLike | None = None):
+    """An evaluation set: a source of {'image': uint8 HxWxC, 'mask': uint8 HxW} with ``.names``.
+
+    data:
+      - a folder: pairs ``<name><image_suffix>.<ext>`` + ``<name><mask_suffix>.<ext>`` (DIBCO
+        layout by default), or with ``masks_dir`` images and masks under the same stems;
+        mask polarity by ``mask_foreground`` ('black' = dark is ink, as DIBCO);
+      - ``tfds:dibco/<config>[:<split>]`` (split 'test' by default; the ``tfds:`` prefix may be
+        left out): a prepared DIBCO TFDS dataset in ``data_dir``, built first from
+        ``manual_dir`` when given and not prepared yet.
+    channels: what every image is converted to (see ``pages_channels``).
+    """
+    spec = str(data)
+    if spec.startswith("tfds:") or (not os.path.exists(spec) and spec.startswith("dibco/")):
+        from binjax.data import dibco  # noqa: PLC0415 -- tensorflow_datasets loads only when used
+
+        name, _, split = spec.removeprefix("tfds:").partition(":")
+        config_name = dibco.config_from_name(name)
+        if manual_dir and not dibco.is_prepared(config_name, data_dir):
+            dibco.prepare(manual_dir, data_dir, config_name)
+        return dibco.DibcoPages(data_dir, config_name, split or "test", channels=channels, cache=False)
+    from binjax.data.folder import FolderPairs  # noqa: PLC0415
+
+    if not os.path.isdir(spec):
+        raise FileNotFoundError(f"{spec}: evaluation data is neither a folder nor 'tfds:dibco/<config>'")
+    return FolderPairs(spec, masks_dir, image_suffix=image_suffix, mask_suffix=mask_suffix,
+                       mask_foreground=mask_foreground, channels=channels, cache=False)
+
+
+def pages_channels(binarizers: Mapping[str, Binarizer]) -> int:
+    """3 if any binarizer reads colour, else 1: pages are read once and converted per binarizer."""
+    return 3 if any(b.channels == 3 for b in binarizers.values()) else 1
+
+
+# ------------------------------------------------------------------------------- pseudo weights
+
+
+def page_weights(gt_ink: np.ndarray, cache_dir: PathLike | None = None) -> PseudoWeights:
+    """Pseudo-F weights of a ground-truth page, read from / written to cache_dir when given.
+
+    The cache key is a hash of the ground truth itself, so renamed or re-cropped pages never
+    pick up stale weights.
+    """
+    gt_ink = np.asarray(gt_ink, dtype=bool)
+    if cache_dir is None:
+        return metrics.pseudo_weights(gt_ink)
+    key = hashlib.sha256(np.packbits(gt_ink).tobytes() + str(gt_ink.shape).encode()).hexdigest()[:32]
+    path = pathlib.Path(cache_dir) / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            return PseudoWeights(stored["recall"], stored["precision"])
+    weights = metrics.pseudo_weights(gt_ink)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, recall=weights.recall, precision=weights.precision)
+    os.replace(tmp, path)
+    return weights
+
+
+# ------------------------------------------------------------------------------- scoring
+
+
+def score_page(pred_ink: np.ndarray, gt_ink: np.ndarray, weights: PseudoWeights | None = None) -> dict[str, float]:
+    """Every per-page figure of the CSV: DIBCO measures, iou/dice/f1 and the pixel counts."""
+    pred_ink, gt_ink = np.asarray(pred_ink, bool), np.asarray(gt_ink, bool)
+    scores = metrics.dibco_scores(pred_ink, gt_ink, weights=weights)
+    counts = np.asarray(metrics.confusion_counts(pred_ink, gt_ink), np.int64)
+    seg = metrics.segmentation_scores(counts)
+    scores.update({k: float(seg[k]) for k in COUNT_KEYS})
+    scores.update(dict(zip(("tp", "fp", "fn", "tn"), (int(c) for c in counts))))
+    return scores
+
+
+def summarize(per_image: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """DIBCO set figures (mean over pages) and set-level iou/dice/f1/precision/recall (summed counts)."""
+    mean = metrics.mean_scores([{k: row[k] for k in DIBCO_KEYS} for row in per_image])
+    counts = np.sum([[row[k] for k in ("tp", "fp", "fn", "tn")] for row in per_image], axis=0, dtype=np.int64)
+    seg = metrics.segmentation_scores(counts)
+    return {"mean": mean, "set": {k: float(v) for k, v in seg.items()},
+            "counts": dict(zip(("tp", "fp", "fn", "tn"), (int(c) for c in counts)))}
+
+
+# ------------------------------------------------------------------------------- pictures
+
+
+def error_map(pred_ink: np.ndarray, gt_ink: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3: correct ink black, correct paper white, false positives red, false negatives blue."""
+    out = np.empty((*gt_ink.shape, 3), np.uint8)
+    out[...] = CORRECT_PAPER
+    out[pred_ink & gt_ink] = CORRECT_INK
+    out[pred_ink & ~gt_ink] = FALSE_POSITIVE
+    out[~pred_ink & gt_ink] = FALSE_NEGATIVE
+    return out
+
+
+def _panel(array: np.ndarray, caption: str, scale: float, font, bar: int = 16) -> Image.Image:
+    if array.dtype == bool:  # an ink mask: ink black, paper white
+        array = np.where(array, 0, 255).astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    image = Image.fromarray(array).convert("RGB")
+    if scale < 1.0:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BOX)  # area average: thin strokes stay visible
+    framed = Image.new("RGB", (image.width, image.height + bar), (255, 255, 255))
+    framed.paste(image, (0, bar))
+    ImageDraw.Draw(framed).text((2, 1), caption, fill=(0, 0, 0), font=font)
+    return framed
+
+
+def comparison_image(image: np.ndarray, pred_ink: np.ndarray, gt_ink: np.ndarray, *, label: str = "output",
+                     max_side: int = 1024) -> Image.Image:
+    """Input, output, ground truth and error map, captioned, in a grid no longer than max_side.
+
+    The grid is 2x2 (input | output over ground truth | error map), or one column for wide
+    pages and one row for tall ones, whichever shows the panels largest. Panels are shrunk by
+    area averaging when needed: the picture is a preview, the exact output is the binary PNG.
+    """
+    h, w = gt_ink.shape
+    bar, gap = 16, 4
+
+    def fit(layout: tuple[int, int]) -> float:  # the panels' scale in a (rows, columns) layout
+        r, c = layout
+        return min(1.0, (max_side - (c - 1) * gap) / (c * w), (max_side - (r - 1) * gap - r * bar) / (r * h))
+
+    rows, cols = max(((2, 2), (4, 1), (1, 4)), key=fit)  # max() keeps the first of equals: 2x2
+    scale = fit((rows, cols))
+    font = ImageFont.load_default(size=12)
+    panels = [_panel(image, "input", scale, font), _panel(pred_ink, label, scale, font),
+              _panel(gt_ink, "ground truth", scale, font),
+              _panel(error_map(pred_ink, gt_ink), "errors: red = false pos., blue = false neg.", scale, font)]
+    pw, ph = panels[0].size
+    grid = Image.new("RGB", (cols * pw + (cols - 1) * gap, rows * ph + (rows - 1) * gap), (128, 128, 128))
+    for i, panel in enumerate(panels):
+        grid.paste(panel, ((i % cols) * (pw + gap), (i // cols) * (ph + gap)))
+    return grid
+
+
+def _save_preview(path: pathlib.Path, picture: Image.Image) -> None:
+    # An adaptive 256-colour palette keeps previews a few times smaller than RGB PNGs.
+    picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+# ------------------------------------------------------------------------------- the evaluation
+
+
+def _write_csv(path: pathlib.Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            # repr() round-trips floats exactly (nan and inf too), so the CSV is the data.
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+
+
+def read_csv(path: PathLike) -> list[dict[str, Any]]:
+    """Rows of a per_image.csv with numbers parsed back (exactly as written)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ints = {"height", "width", "tp", "fp", "fn", "tn"}
+    return [{k: (v if k == "page" else int(v) if k in ints else float(v)) for k, v in row.items()} for row in rows]
+
+
+def evaluate_pages(
+    binarizers: Mapping[str, Binarizer],
+    pages,
+    out_dir: PathLike,
+    *,
+    names: Sequence[str] | None = None,
+    limit: int | None = None,
+    previews: bool = True,
+    preview_size: int = 1024,
+    weights_cache: PathLike | None = None,
+    dataset: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Runs every binarizer on every page, writes the outputs, returns the summary as data.
+
+    binarizers: name -> callable(uint8 HxWxC) -> bool HxW ink (ClassicBinarizer, ModelBinarizer
+      or any callable with ``channels``); names become folder names.
+    pages: a source of {'image', 'mask'} (mask 1 = ink), e.g. from ``open_pages``; read at
+      ``pages_channels(binarizers)`` channels so that a colour model sees colour.
+    names: page names (default ``pages.names``); limit: only the first N pages.
+    Returns {'dataset', 'pages', 'seconds', 'error_legend', 'files', 'binarizers': {name:
+    {'description', 'mean' (DIBCO means), 'set' (iou, dice, f1, precision, recall, accuracy of
+    the summed counts), 'counts', 'seconds_per_page', 'files', 'per_image_fm', 'per_image' (the
+    CSV rows)}}}; summary.json holds the same, summary.md the tables.
+    """
+    import tqdm  # noqa: PLC0415
+
+    if not binarizers:
+        raise ValueError("evaluate_pages: no binarizers")
+    out_dir = pathlib.Path(out_dir)
+    n = len(pages) if limit is None else min(int(limit), len(pages))
+    if n == 0:
+        raise ValueError("evaluate_pages: no pages to evaluate")
+    names = list(names if names is not None else getattr(pages, "names", [f"page{i:04d}" for i in range(len(pages))]))
+    files = [safe_name(name) for name in names[:n]]
+    if len(set(files)) != n:
+        raise ValueError(f"evaluate_pages: page names are not unique as file names: {names[:n]}")
+    dirs = {}
+    for name in binarizers:
+        if safe_name(name) != name:
+            raise ValueError(f"binarizer name {name!r} is not usable as a folder name; try {safe_name(name)!r}")
+        dirs[name] = out_dir / name
+        (dirs[name] / "binary").mkdir(parents=True, exist_ok=True)
+        if previews:
+            (dirs[name] / "compare").mkdir(parents=True, exist_ok=True)
+
+    rows: dict[str, list[dict]] = {name: [] for name in binarizers}
+    start = time.perf_counter()
+    bar = tqdm.tqdm(total=n, unit="page", desc="evaluate", disable=not progress, dynamic_ncols=True)
+    for i in range(n):
+        page = pages[i]
+        image, gt = np.asarray(page["image"]), np.asarray(page["mask"]).astype(bool)
+        weights = page_weights(gt, weights_cache)
+        for name, binarizer in binarizers.items():
+            t0 = time.perf_counter()
+            pred = np.asarray(binarizer(image), dtype=bool)
+            seconds = time.perf_counter() - t0
+            if pred.shape != gt.shape:
+                raise ValueError(f"binarizer {name!r} returned shape {pred.shape} for page {names[i]!r} of shape {gt.shape}")
+            imageio.save_mask(dirs[name] / "binary" / f"{files[i]}.png", pred, foreground="black", bits=1)
+            row = {"page": names[i], "height": gt.shape[0], "width": gt.shape[1], **score_page(pred, gt, weights),
+                   "seconds": seconds}
+            rows[name].append(row)
+            if previews:
+                picture = comparison_image(image, pred, gt, label=f"output ({name})", max_side=preview_size)
+                _save_preview(dirs[name] / "compare" / f"{files[i]}.png", picture)
+        bar.update(1)
+        bar.set_postfix(pages_s=f"{(i + 1) / (time.perf_counter() - start):.2f}",
+                        **{name: f"FM {r[-1]['fm']:.1f}" for name, r in list(rows.items())[:3]})
+    bar.close()
+
+    summary: dict[str, Any] = {"dataset": str(dataset), "pages": names[:n], "binarizers": {},
+                               "seconds": time.perf_counter() - start, "error_legend": ERROR_LEGEND}
+    for name, binarizer in binarizers.items():
+        _write_csv(dirs[name] / "per_image.csv", rows[name])
+        entry = summarize(rows[name])
+        entry["description"] = getattr(binarizer, "description", name)
+        # The first page includes JIT compilation for models; the median is the steady rate.
+        entry["seconds_per_page"] = float(np.median([r["seconds"] for r in rows[name]]))
+        entry["files"] = {"csv": str(dirs[name] / "per_image.csv"), "binary": str(dirs[name] / "binary"),
+                          "compare": str(dirs[name] / "compare") if previews else None}
+        entry["per_image_fm"] = {r["page"]: r["fm"] for r in rows[name]}
+        entry["per_image"] = rows[name]
+        summary["binarizers"][name] = entry
+    summary["files"] = {"summary_md": str(out_dir / "summary.md"), "summary_json": str(out_dir / "summary.json")}
+    (out_dir / "summary.md").write_text(summary_markdown(summary))
+    (out_dir / "summary.json").write_text(json.dumps(_json_safe(summary), indent=1))
+    logging.info("evaluated %d pages with %s in %.1f s", n, list(binarizers), summary["seconds"])
+    return summary
+
+
+def _json_safe(value):
+    """JSON has no nan / inf: they become the strings 'nan', 'inf', '-inf'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------- the report
+
+# (header, where, key, factor): DIBCO papers print NRM x 100 and MPM x 1000.
+_TABLE = (
+    ("FM %", "mean", "fm", 1), ("pFM %", "mean", "pfm", 1), ("PSNR dB", "mean", "psnr", 1),
+    ("DRD", "mean", "drd", 1), ("NRM x100", "mean", "nrm", 100), ("MPM x1000", "mean", "mpm", 1000),
+    ("P %", "mean", "precision", 1), ("R %", "mean", "recall", 1),
+    ("set IoU %", "set", "iou", 100), ("set F1 %", "set", "f1", 100),
+)
+_MAX_PAGE_ROWS = 200
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else str(value)
+
+
+def summary_markdown(summary: Mapping[str, Any]) -> str:
+    """The summary as Markdown: binarizers side by side, per-page FM, and how to read the files."""
+    entries = summary["binarizers"]
+    pages = summary["pages"]
+    lines = [f"# Evaluation: {summary['dataset'] or 'pages'} ({len(pages)} pages)", ""]
+    lines.append("| binarizer | " + " | ".join(h for h, *_ in _TABLE) + " | s/page |")
+    lines.append("|---|" + "---:|" * (len(_TABLE) + 1))
+    for name, e in entries.items():
+        cells = [_fmt(e[where][key] * factor) for _, where, key, factor in _TABLE]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {e['seconds_per_page']:.3f} |")
+    lines += [
+        "",
+        "FM, pFM, PSNR, DRD, NRM, MPM, P (precision), R (recall): DIBCO measures, the mean over "
+        "pages. Set IoU / F1: from pixel counts summed over all pages. s/page: median "
+        "binarization time (a model's first page also compiles it).",
+        "",
+    ]
+    for name, e in entries.items():
+        lines.append(f"- **{name}**: {e['description']}")
+    lines += ["", "## F-measure per page", ""]
+    lines.append("| page | " + " | ".join(entries) + " |")
+    lines.append("|---|" + "---:|" * len(entries))
+    for page in pages[:_MAX_PAGE_ROWS]:
+        lines.append(f"| {page} | " + " | ".join(_fmt(e["per_image_fm"][page]) for e in entries.values()) + " |")
+    if len(pages) > _MAX_PAGE_ROWS:
+        lines.append(f"| ... {len(pages) - _MAX_PAGE_ROWS} more pages in the CSV files | " + " | " * len(entries))
+    lines += [
+        "",
+        "## Files",
+        "",
+        "- `<binarizer>/per_image.csv`: every measure of every page (fm, pfm, precision, recall, "
+        "pseudo_precision, pseudo_recall in percent; psnr in dB; drd; nrm and mpm as fractions; "
+        "iou, dice, f1 as fractions from the page's pixel counts; tp, fp, fn, tn; seconds).",
+        "- `<binarizer>/binary/<page>.png`: the binarized page, 1-bit, ink black.",
+        "- `<binarizer>/compare/<page>.png`: input, output, ground truth and error map (a 2x2 "
+        "grid, or one column / row for wide / tall pages), shrunk if large. In the " + ERROR_LEGEND + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- binarizing files
+# The library side of launch/binarize.py: which files, where their outputs go, the loop.
+
+# What a folder argument contributes (explicit files and globs may have any extension).
+FOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def expand_inputs(args: Sequence[str], *, skip_stem_suffix: str = "") -> tuple[list[pathlib.Path], list[str]]:
+    """(image files, problems) from files, folders (their images, not recursive) and globs.
+
+    Globs are expanded here too (quoted ones reach us unexpanded; '**' recurses). Files are
+    kept in argument order without duplicates. In folders, files whose stem ends with
+    ``skip_stem_suffix`` are left out: they are the outputs of an earlier run with that suffix.
+    A missing path or a glob matching nothing is a problem (reported, not fatal).
+    """
+    files: list[pathlib.Path] = []
+    seen: set[pathlib.Path] = set()
+    problems: list[str] = []
+
+    def add(path: pathlib.Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    def add_folder(folder: pathlib.Path) -> None:
+        found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() in FOLDER_EXTENSIONS
+                       and not (skip_stem_suffix and p.stem.endswith(skip_stem_suffix)))
+        if not found:
+            problems.append(f"{folder}: no images in this folder ({', '.join(FOLDER_EXTENSIONS)})")
+        for p in found:
+            add(p)
+
+    import glob  # noqa: PLC0415
+
+    for arg in args:
+        path = pathlib.Path(arg).expanduser()
+        if path.is_dir():
+            add_folder(path)
+        elif path.is_file():
+            add(path)
+        elif _GLOB_CHARS.search(arg):
+            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
+            matched = [pathlib.Path(m) for m in matches if os.path.isfile(m)]
+            if not matched:
+                problems.append(f"{arg}: no files match this pattern")
+            for p in matched:
+                add(p)
+        else:
+            problems.append(f"{arg}: no such file or folder")
+    return files, problems
+
+
+def plan_outputs(inputs: Sequence[pathlib.Path], *, out_dir: PathLike | None, suffix: str = "",
+                 extension: str = ".png") -> tuple[list[tuple[pathlib.Path, pathlib.Path]], list[str]]:
+    """(input, output) pairs and the conflicts that forbid the run.
+
+    The output is ``<out_dir or the input's folder>/<stem><suffix><extension>``. A conflict is an
+    output that is (or would replace) one of the inputs, or two inputs writing the same output;
+    a caller must refuse to run when there is any, so an input is never overwritten.
+    """
+    if out_dir is None and suffix is None:
+        raise ValueError("give an output folder or a suffix for outputs beside the inputs")
+    resolved_inputs = {p.resolve(): p for p in inputs}
+    # (device, inode) catches what paths miss: hard links, and case-insensitive file systems.
+    input_inodes = {(st.st_dev, st.st_ino): p for p in inputs if (st := _stat(p)) is not None}
+    jobs, conflicts = [], []
+    writers: dict[pathlib.Path, pathlib.Path] = {}
+    for src in inputs:
+        folder = pathlib.Path(out_dir) if out_dir is not None else src.parent
+        dst = folder / f"{src.stem}{suffix or ''}{extension}"
+        key = dst.resolve()
+        clash = resolved_inputs.get(key)
+        if clash is None and (st := _stat(dst)) is not None:
+            clash = input_inodes.get((st.st_dev, st.st_ino))
+        if clash is not None:
+            conflicts.append(f"{src}: its output {dst} would overwrite the input {clash}")
+        elif key in writers:
+            conflicts.append(f"{src}: its output {dst} is also the output of {writers[key]}")
+        else:
+            writers[key] = src
+            jobs.append((src, dst))
+    return jobs, conflicts
+
+
+def _stat(path: pathlib.Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def binarize_files(binarizer: Binarizer, jobs: Sequence[tuple[pathlib.Path, pathlib.Path]], *,
+                   foreground: Literal["white", "black"] = "black", bits: int = 1,
+                   progress: bool = True) -> list[str]:
+    """Binarizes each (input, output) pair; returns one message per file that was skipped.
+
+    Inputs are read at the binarizer's channels (grey, RGB, RGBA, 16-bit, palette: see
+    imageio.load_image); outputs have the input's size, ink ``foreground`` ('black' = ink 0),
+    1- or 8-bit. A file that cannot be read or binarized is skipped with a message naming it
+    (printed to stderr at once) and the loop goes on.
+    """
+    import tqdm  # noqa: PLC0415
+
+    skipped = []
+    bar = tqdm.tqdm(jobs, unit="img", desc="binarize", disable=not progress, dynamic_ncols=True)
+    for src, dst in bar:
+        try:
+            image = imageio.load_image(src, binarizer.channels)
+            ink = np.asarray(binarizer(image), dtype=bool)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            imageio.save_mask(dst, ink, foreground=foreground, bits=bits)
+        except (ValueError, OSError) as e:  # ImageError is a ValueError and names the file
+            message = str(e) if str(e).startswith(str(src)) else f"{src}: {e}"
+            skipped.append(message)
+            tqdm.tqdm.write(f"skipped {message}", file=sys.stderr)
+    bar.close()
+    return skipped

@@ -1,0 +1,106 @@
+"""Binarizes images: files, folders or globs in, black-and-white PNG or TIFF files out.
+
+  binjax-binarize scans/ --checkpoint=/tmp/binjax/default --out=/tmp/bw
+  binjax-binarize 'photos/*.jpg' page.tif --method=sauvola --suffix=_bin        # beside the inputs
+  python -m launch.binarize scans/ --method=sauvola:window=51:k=0.3 --out=bw --format=tif --bits=8
+
+Outputs keep the input's name (stem + suffix + new extension) and size; ink is black by default
+(--foreground=white for masks with white foreground). An input file is never overwritten: if an
+output would replace an input the run is refused before anything is written. Unreadable files
+are skipped with a message naming them, and the exit status is then 1.
+"""
+
+import sys
+
+from absl import app, flags
+
+from launch import cli
+
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "A training workdir (its best checkpoint, else its latest) or a step directory.")
+_METHOD = flags.DEFINE_string(
+    "method", None, "A classic method instead of a model: otsu, sauvola, niblack, wolf, nick, su, gatos, isauvola, "
+    "bataineh, bernsen, trsingh, wan; parameters after colons: sauvola:window=51:k=0.3.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (created if missing). Required unless --suffix is given.")
+_SUFFIX = flags.DEFINE_string(
+    "suffix", None, "Added to each output's stem, e.g. _bin; without --out, outputs go beside their inputs.")
+_FORMAT = flags.DEFINE_enum("format", "png", ["png", "tif"], "Output file format.")
+_BITS = flags.DEFINE_enum("bits", "1", ["1", "8"], "1 = bilevel (PNG 1-bit, TIFF CCITT G4); 8 = 8-bit grey 0/255.")
+_FOREGROUND = flags.DEFINE_enum("foreground", "black", ["black", "white"], "Colour of the ink in the outputs.")
+_DEVICE = flags.DEFINE_enum(
+    "device", None, ["cpu", "gpu", "tpu"], "Where the model runs (default: JAX's choice). Classic methods use the CPU.")
+_TILE = flags.DEFINE_integer("tile", 512, "Model inference: tile size in pixels.")
+_OVERLAP = flags.DEFINE_float("overlap", 0.5, "Model inference: overlap between tiles, a fraction of the tile.")
+_BATCH = flags.DEFINE_integer("batch", 4, "Model inference: tiles per forward pass.")
+_FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Model inference: average over flipped copies (slower).")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Model inference: ink probability threshold.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def _select_device(name: str) -> None:
+    """Points JAX at one platform before anything touches a backend."""
+    import jax
+
+    # 'gpu' is left to JAX's discovery (CUDA or ROCm, whichever plugin is installed); naming it
+    # in jax_platforms would make JAX fail on the vendor that is absent.
+    jax.config.update("jax_platforms", "" if name == "gpu" else name)
+    try:
+        device = jax.devices(name)[0]
+    except RuntimeError as e:
+        raise app.UsageError(f"--device={name}: JAX finds no {name} here ({e})") from None
+    jax.config.update("jax_default_device", device)
+
+
+def main(argv):
+    inputs = argv[1:]
+    if not inputs:
+        raise app.UsageError("give the images to binarize: files, folders or globs")
+    if _OUT.value is None and _SUFFIX.value is None:
+        raise app.UsageError("give --out=FOLDER, or --suffix=_bin to write outputs beside the inputs")
+    if _CHECKPOINT.value and _METHOD.value:
+        raise app.UsageError("give --checkpoint or --method, not both")
+    if _DEVICE.value and _CHECKPOINT.value:
+        _select_device(_DEVICE.value)
+    from binjax import evaluate
+
+    checkpoints = [_CHECKPOINT.value] if _CHECKPOINT.value else []
+    methods = [_METHOD.value] if _METHOD.value else []
+    try:
+        # With neither flag this asks evaluate.default_binarizer, where a default model plugs in.
+        (binarizer,) = evaluate.make_binarizers(
+            checkpoints, methods, tile=_TILE.value, overlap=_OVERLAP.value, batch_size=_BATCH.value,
+            flip_tta=_FLIP_TTA.value, threshold=_THRESHOLD.value).values()
+    except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there
+        raise app.UsageError(str(e)) from None
+
+    files, problems = evaluate.expand_inputs(inputs, skip_stem_suffix=_SUFFIX.value or "")
+    for problem in problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    jobs, conflicts = evaluate.plan_outputs(files, out_dir=_OUT.value, suffix=_SUFFIX.value or "",
+                                            extension=f".{_FORMAT.value}")
+    if conflicts:
+        print(f"refusing to run: {len(conflicts)} output(s) would overwrite input files or each other; "
+              "choose another --out or --suffix (nothing was written):", file=sys.stderr)
+        for conflict in conflicts:
+            print(f"  {conflict}", file=sys.stderr)
+        sys.exit(2)
+
+    print(f"binarizing {len(jobs)} file(s) with {binarizer.description}", file=sys.stderr)
+    skipped = problems + evaluate.binarize_files(
+        binarizer, jobs, foreground=_FOREGROUND.value, bits=int(_BITS.value), progress=_PROGRESS.value)
+    written = len(jobs) - (len(skipped) - len(problems))
+    where = _OUT.value or f"beside the inputs (suffix {_SUFFIX.value!r})"
+    print(f"wrote {written} file(s) to {where}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} input(s) skipped:", file=sys.stderr)
+        for message in skipped:
+            print(f"  {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run():
+    cli.run_app(main)
+
+
+if __name__ == "__main__":
+    run()

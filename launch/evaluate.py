@@ -1,0 +1,89 @@
+"""Evaluates trained models and classic baselines on pages with ground truth, side by side.
+
+  python -m launch.evaluate --checkpoint=/tmp/binjax/default --method=otsu,sauvola \
+      --data=../shared/data/dibco/2013 --out=/tmp/binjax/eval_2013
+  python -m launch.evaluate --method=sauvola:window=51:k=0.3 --data=tfds:dibco/2013 \
+      --data_dir=~/tensorflow_datasets --out=/tmp/eval --limit=4
+  python -m launch.evaluate --method=otsu --data=my_pages/ --masks=my_masks/ \
+      --mask_foreground=white --out=/tmp/eval
+
+Writes <out>/summary.md (+ summary.json) and, per binarizer, per_image.csv, binary/<page>.png
+(1-bit, ink black) and compare/<page>.png (input, output, ground truth, error map).
+"""
+
+from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
+
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+
+_CHECKPOINT = flags.DEFINE_list(
+    "checkpoint", [], "Training workdir(s) (best checkpoint, else latest) or step directories; comma-separated.")
+_METHOD = flags.DEFINE_list(
+    "method", [], "Classic method(s) beside the model, comma-separated: otsu, sauvola, niblack, wolf, nick, su, "
+    "gatos, isauvola, bataineh, bernsen, trsingh, wan; parameters after colons: sauvola:window=51:k=0.3.")
+_DATA = flags.DEFINE_string(
+    "data", None, "A folder of image/mask pairs (DIBCO layout <name>_in.png + <name>_gt.png by default), or "
+    "tfds:dibco/<config>[:<split>] (e.g. tfds:dibco/2013).")
+_MASKS = flags.DEFINE_string("masks", None, "Folder of masks named like the images (then --data holds only images).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir of a prepared DIBCO dataset (tfds: data only).")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "DIBCO competition files (e.g. ../shared/data/dibco): build the tfds dataset if missing.")
+_OUT = flags.DEFINE_string("out", None, "Output directory.")
+_MASK_FOREGROUND = flags.DEFINE_enum(
+    "mask_foreground", "black", ["black", "white"], "Polarity of the mask files: black = dark pixels are ink (DIBCO).")
+_IMAGE_SUFFIX = flags.DEFINE_string("image_suffix", "_in", "Stem suffix of the images in a one-folder layout.")
+_MASK_SUFFIX = flags.DEFINE_string("mask_suffix", "_gt", "Stem suffix of the masks in a one-folder layout.")
+_TILE = flags.DEFINE_integer("tile", 512, "Model inference: tile size in pixels.")
+_OVERLAP = flags.DEFINE_float("overlap", 0.5, "Model inference: overlap between tiles, a fraction of the tile.")
+_BATCH = flags.DEFINE_integer("batch", 4, "Model inference: tiles per forward pass.")
+_FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Model inference: average over flipped copies (slower).")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Model inference: ink probability threshold.")
+_LIMIT = flags.DEFINE_integer("limit", None, "Evaluate only the first N pages.")
+_PREVIEWS = flags.DEFINE_bool("previews", True, "Write the compare/<page>.png side-by-side pictures.")
+_PREVIEW_SIZE = flags.DEFINE_integer("preview_size", 1024, "Longest side of a side-by-side picture (pixels).")
+_WEIGHTS_CACHE = flags.DEFINE_string(
+    "weights_cache", None, "Folder caching the pseudo-F weights of each ground truth across runs (optional).")
+flags.mark_flags_as_required(["data", "out"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _CHECKPOINT.value:
+        common.initialize_runtime()  # JAX only when a model is evaluated
+    from binjax import evaluate
+
+    try:
+        binarizers = evaluate.make_binarizers(
+            _CHECKPOINT.value, _METHOD.value, tile=_TILE.value, overlap=_OVERLAP.value,
+            batch_size=_BATCH.value, flip_tta=_FLIP_TTA.value, threshold=_THRESHOLD.value)
+    except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there
+        raise app.UsageError(str(e)) from None
+    try:
+        pages = evaluate.open_pages(
+            _DATA.value, channels=evaluate.pages_channels(binarizers), masks_dir=_MASKS.value,
+            image_suffix=_IMAGE_SUFFIX.value, mask_suffix=_MASK_SUFFIX.value,
+            mask_foreground=_MASK_FOREGROUND.value, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value)
+    except (ValueError, FileNotFoundError) as e:  # missing folder, unpaired files, unprepared dataset
+        sys.exit(f"error: {e}")
+    logging.info("evaluating %s on %d pages of %s", list(binarizers), len(pages), _DATA.value)
+    summary = evaluate.evaluate_pages(
+        binarizers, pages, _OUT.value, limit=_LIMIT.value, previews=_PREVIEWS.value,
+        preview_size=_PREVIEW_SIZE.value, weights_cache=_WEIGHTS_CACHE.value, dataset=_DATA.value)
+
+    print()
+    print(evaluate.summary_markdown(summary).split("\n## ")[0].rstrip())  # the table and its notes
+    print(f"\nFiles in {_OUT.value}:")
+    print(f"  summary       {summary['files']['summary_md']} (+ summary.json)")
+    for name, entry in summary["binarizers"].items():
+        print(f"  {name:<13} {entry['files']['csv']}, binary/ and compare/ beside it")
+    sys.stdout.flush()
+
+
+def run():
+    common.run_app(main)
+
+
+if __name__ == "__main__":
+    run()
