@@ -1,0 +1,82 @@
+"""Speed and memory report for one or more configs: train img/s, inference MP/s, compile, memory.
+
+  python -m launch.benchmark --config=configs/default.py
+  python -m launch.benchmark --config=configs/lite.py --what=inference --page=6000x8000
+  python -m launch.benchmark --config=configs/default.py --config.batch_size=8 \
+      --config.data.patch_size=256 --json_out=/tmp/bench.json
+
+Each run prints a markdown table; --json_out appends one JSON object per line.
+"""
+
+from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
+
+import json  # noqa: E402
+
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file to benchmark.", lock_config=True)
+_WHAT = flags.DEFINE_list("what", ["train", "inference"], "Which benchmarks: train, inference.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed train steps (after 2 warm-up steps).")
+_PAGE = flags.DEFINE_string("page", "2048x2048", "Page HxW for full-page inference.")
+_TILE = flags.DEFINE_integer("tile", 512, "Inference tile size.")
+_OVERLAP = flags.DEFINE_float("overlap", 0.5, "Inference tile overlap (0.5 = nnU-Net's default; 0 = raw tiles).")
+_INFER_BATCH = flags.DEFINE_integer("inference_batch", 4, "Tiles per inference call.")
+_JSON_OUT = flags.DEFINE_string("json_out", None, "Append results as JSON lines to this file.")
+flags.mark_flag_as_required("config")
+
+
+def _markdown(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(row.get(k, "")) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    common.initialize_runtime()
+    import jax
+
+    from binjax import benchmark
+
+    config = _CONFIG.value
+    base = {
+        "model": config.model.name,
+        "platform": jax.devices()[0].device_kind,
+        "compute_dtype": config.compute_dtype,
+    }
+    rows = []
+    if "train" in _WHAT.value:
+        rows.append(dict(base, bench="train", **benchmark.train_throughput(config, steps=_STEPS.value)))
+    if "inference" in _WHAT.value:
+        height, width = (int(v) for v in _PAGE.value.lower().split("x"))
+        rows.append(
+            dict(
+                base,
+                bench="inference",
+                **benchmark.inference_throughput(
+                    config, height=height, width=width, tile=_TILE.value,
+                    batch_size=_INFER_BATCH.value, overlap=_OVERLAP.value,
+                ),
+            )
+        )
+    for row in rows:
+        row["peak_host_memory_gib"] = benchmark.peak_host_memory_bytes() / 2**30
+        device_peak = benchmark.peak_device_memory_bytes()
+        if device_peak is not None:
+            row["peak_device_memory_gib"] = device_peak / 2**30
+    print(_markdown(rows))
+    if _JSON_OUT.value:
+        with open(_JSON_OUT.value, "a") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+
+
+def run():
+    common.run_app(main)
+
+
+if __name__ == "__main__":
+    run()
