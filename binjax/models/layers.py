@@ -1,4 +1,5 @@
-"""Building blocks shared by the binjax models: norms, conv-norm-act, padding to a multiple.
+"""Building blocks shared by the binjax models: norms, conv-norm-act, padding to a multiple,
+and CPU-friendly forms of 1x1 convs, depthwise 3x3 convs and 2x bilinear upsampling.
 
 All blocks keep parameters in float32 and compute in `dtype` (e.g. jnp.bfloat16), so a model built
 with `dtype=jnp.bfloat16` trains with mixed precision without any change to the optimizer.
