@@ -57,10 +57,12 @@ def train_throughput(config: ml_collections.ConfigDict, *, steps: int = 10, warm
     compiled = jitted.train_step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
     flops = _flops(compiled)
+    if flops is not None:  # XLA reports one partition's FLOPs for an SPMD program
+        flops *= mesh.size
 
     for _ in range(warmup):
-        state, health = jitted.train_step(state, batch)
-    jax.block_until_ready(health)
+        state, _ = jitted.train_step(state, batch)
+    jax.block_until_ready(state)
     times = []
     for _ in range(steps):
         start = time.perf_counter()

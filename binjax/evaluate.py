@@ -70,20 +70,6 @@ class NoBinarizerError(ValueError):
 # ------------------------------------------------------------------------------- binarizers
 
 
-def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """uint8 HxWxC page with C = channels: RGB -> grey by ITU-R 601 luma (as imageio), grey -> RGB."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3) or image.dtype != np.uint8:
-        raise ValueError(f"expected an uint8 HxWx1 or HxWx3 page, got {image.dtype} {image.shape}")
-    if image.shape[-1] == channels:
-        return image
-    if channels == 1:
-        return imageio.rgb_to_grey(image)[..., None]
-    return np.repeat(image, 3, axis=-1)
-
-
 class ClassicBinarizer:
     """A doxapy method (``baselines.METHODS``) with optional parameters, on the grey page."""
 
@@ -104,7 +90,7 @@ class ClassicBinarizer:
                             if self.params else f"classic {method} (default parameters)")
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return baselines.binarize_classic(to_channels(image, 1)[..., 0], self.method, **self.params)
+        return baselines.binarize_classic(imageio.to_channels(image, 1)[..., 0], self.method, **self.params)
 
 
 class ModelBinarizer:
@@ -141,7 +127,7 @@ class ModelBinarizer:
                             + f"; {self.num_devices} {jax.devices()[0].platform} device(s))")
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        ink = self._binarize_page(self._predict_fn, to_channels(image, self.channels), **self.options)
+        ink = self._binarize_page(self._predict_fn, imageio.to_channels(image, self.channels), **self.options)
         return np.asarray(ink, dtype=bool)
 
 

@@ -220,6 +220,20 @@ def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
     return luma.astype(np.uint8)
 
 
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 HxWxC page with C = channels: RGB -> grey by ITU-R 601 luma , grey -> RGB."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3) or image.dtype != np.uint8:
+        raise ValueError(f"expected an uint8 HxWx1 or HxWx3 page, got {image.dtype} {image.shape}")
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1:
+        return rgb_to_grey(image)[..., None]
+    return np.repeat(image, 3, axis=-1)
+
+
 def _grey_u8(colour8: np.ndarray, layout: str) -> np.ndarray:
     """HxW uint8 grey from an alpha-free 'L' (HxWx1) or 'RGB' (HxWx3) array."""
     return colour8[..., 0] if layout == "L" else rgb_to_grey(colour8)

@@ -22,7 +22,7 @@ import tqdm
 from absl import logging
 from flax import nnx
 
-from binjax import baselines, checkpointing, losses, metrics, models, optim, reporting, sharding
+from binjax import baselines, checkpointing, imageio, losses, metrics, models, optim, reporting, sharding
 from binjax.data import pipeline, sources
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -158,10 +158,7 @@ def otsu_scores(val: dict) -> dict[str, float]:
     """Otsu's global threshold on each validation patch: the bar a learned model must clear."""
     counts = np.zeros(4, np.int64)
     for image, mask in zip(val["image"], val["mask"]):
-        grey = image[..., 0] if image.shape[-1] == 1 else np.asarray(
-            np.round(image @ np.array([0.299, 0.587, 0.114])), np.uint8
-        )
-        ink = baselines.binarize_classic(np.ascontiguousarray(grey), "otsu")
+        ink = baselines.binarize_classic(imageio.to_channels(image, 1)[..., 0], "otsu")
         counts += np.asarray(metrics.confusion_counts(ink, mask[..., 0] > 0), np.int64)
     return {f"val/otsu_{k}": float(v) for k, v in metrics.segmentation_scores(counts).items()}
 

@@ -529,7 +529,7 @@ class DibcoPages:
         if cached is not None:
             return cached
         record = self._data_source()[self._order[index]]
-        image = _to_channels(record["image"], self.channels)
+        image = imageio.to_channels(np.asarray(record["image"]), self.channels)
         mask = np.array(record["mask"], dtype=np.uint8)  # decoded buffers are read-only
         example = {"image": image, "mask": mask}
         if self.cache:
@@ -554,12 +554,3 @@ class DibcoPages:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-
-def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise ValueError(f"DIBCO record image must be HxWx1 or HxWx3, got {image.shape}")
-    if image.shape[-1] == channels:
-        return np.array(image, dtype=np.uint8)
-    if channels == 1:
-        return imageio.rgb_to_grey(image)[..., None]
-    return np.repeat(image, 3, axis=-1)
