@@ -1,12 +1,8 @@
-"""Page-level evaluation: binarizers, evaluation sets, and the files a comparison leaves behind.
+"""Page-level evaluation: evaluation sets, scoring binarizers on them, and the report.
 
-Three parts, each usable on its own:
+Binarizers (binjax.binarizers) map an uint8 HxWxC page to a bool HxW ink mask; this module
+scores them against ground truth. Two parts:
 
-* **Binarizers** map an uint8 HxWxC page to a bool HxW ink mask (True = ink). A
-  ``ModelBinarizer`` wraps a trained checkpoint (``pretrained.load_model`` + tiled inference);
-  a ``ClassicBinarizer`` wraps a doxapy method (``baselines.binarize_classic`` on the grey
-  page). ``make_binarizers`` builds them from launcher-style specs; ``default_binarizer`` is
-  the one place a released default model will plug in.
 * **Evaluation sets** (``open_pages``): a folder of pairs (a DIBCO year folder by default:
   ``<name>_in.png`` + ``<name>_gt.png``, ink black) or a prepared TFDS dataset
   (``tfds:dibco/2013``). Both give ``{'image', 'mask'}`` pages and ``.names``.
@@ -31,8 +27,6 @@ import json
 import math
 import os
 import pathlib
-import re
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -41,7 +35,8 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageDraw, ImageFont
 
-from binjax import baselines, imageio, metrics
+from binjax import imageio, metrics
+from binjax.binarizers import Binarizer, safe_name
 from binjax.pseudo_weights import PseudoWeights
 
 PathLike = str | os.PathLike
@@ -61,145 +56,6 @@ DIBCO_KEYS = ("fm", "pfm", "psnr", "drd", "nrm", "mpm", "precision", "recall",
               "pseudo_precision", "pseudo_recall")
 COUNT_KEYS = ("iou", "dice", "f1")
 CSV_COLUMNS = ("page", "height", "width", *DIBCO_KEYS, *COUNT_KEYS, "tp", "fp", "fn", "tn", "seconds")
-
-
-class NoBinarizerError(ValueError):
-    """Neither a checkpoint nor a classic method was given, and there is no default model yet."""
-
-
-# ------------------------------------------------------------------------------- binarizers
-
-
-class ClassicBinarizer:
-    """A doxapy method (``baselines.METHODS``) with optional parameters, on the grey page."""
-
-    channels = 1
-
-    def __init__(self, method: str, params: Mapping[str, float] | None = None, *, name: str | None = None):
-        if method not in baselines.METHODS:
-            raise ValueError(f"unknown classic method {method!r}; known: {baselines.list_methods()}")
-        self.method, self.params = method, dict(params or {})
-        # Check parameter names now, not on the first page (doxapy would ignore a typo).
-        valid = baselines.METHODS[method].defaults
-        unknown = sorted(set(self.params) - set(valid))
-        if unknown:
-            raise ValueError(f"classic method {method!r} has no parameter(s) {unknown}; "
-                             f"valid: {sorted(valid) or 'none'}")
-        self.name = name or method + "".join(f"_{k}{v:g}" for k, v in sorted(self.params.items()))
-        self.description = (f"classic {method} ({', '.join(f'{k}={v:g}' for k, v in self.params.items())})"
-                            if self.params else f"classic {method} (default parameters)")
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        return baselines.binarize_classic(imageio.to_channels(image, 1)[..., 0], self.method, **self.params)
-
-
-class ModelBinarizer:
-    """A trained checkpoint with tiled, blended full-page inference (binjax.inference).
-
-    ``checkpoint`` is a workdir (its best checkpoint, else its latest), a manager directory or a
-    step directory. Pages are converted to the channels the model was trained on
-    (``config.data.channels``); read files with ``imageio.load_image(path, self.channels)``.
-    all_devices: shard each batch of tiles over every local device (batch_size is rounded up to
-    a multiple of their number); False: the default device only.
-    """
-
-    def __init__(self, checkpoint: PathLike, *, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
-                 flip_tta: bool = False, threshold: float = 0.5, name: str = "model", all_devices: bool = True):
-        # JAX and the model code load only when a model is used: classic-only runs stay light.
-        import jax  # noqa: PLC0415
-
-        from binjax import checkpointing, inference, pretrained  # noqa: PLC0415
-
-        self.step_dir = checkpointing.find_checkpoint(checkpoint)
-        model, self.config = pretrained.load_model(self.step_dir)
-        self.channels = int(self.config.data.channels)
-        self.options = dict(tile=int(tile), overlap=float(overlap), batch_size=int(batch_size),
-                            flip_tta=bool(flip_tta), threshold=float(threshold))
-        self._binarize_page = inference.binarize_page
-        # Tiles of a batch are spread over all local devices: several GPUs, or the host devices
-        # that launch/common.py splits a CPU into (one per core).
-        devices = jax.local_devices() if all_devices and jax.local_device_count() > 1 else None
-        self._predict_fn = inference.make_predict_fn(model, devices=devices)
-        self.num_devices = len(devices or [None])
-        self.name = name
-        self.description = (f"model {self.config.model.name} from {self.step_dir} ({self.channels} channel(s); "
-                            + ", ".join(f"{k}={v}" for k, v in self.options.items())
-                            + f"; {self.num_devices} {jax.devices()[0].platform} device(s))")
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        ink = self._binarize_page(self._predict_fn, imageio.to_channels(image, self.channels), **self.options)
-        return np.asarray(ink, dtype=bool)
-
-
-Binarizer = ClassicBinarizer | ModelBinarizer
-
-
-def parse_method(spec: str) -> tuple[str, dict[str, float]]:
-    """'sauvola' or 'sauvola:window=51:k=0.3' -> ('sauvola', {'window': 51, 'k': 0.3})."""
-    method, *assignments = [part.strip() for part in spec.strip().split(":")]
-    params: dict[str, float] = {}
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        try:
-            if not sep or not key:
-                raise ValueError
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"method spec {spec!r}: parameters are written name=number after a colon, "
-                             "e.g. 'sauvola:window=51:k=0.3'") from None
-        params[key] = int(number) if number.is_integer() else number
-    return method.lower(), params
-
-
-def default_binarizer(**inference_options) -> Binarizer:
-    """The binarizer used when none is named. The released default model will plug in here."""
-    del inference_options  # for the default model's tiled inference
-    raise NoBinarizerError("no binarizer given: pass --checkpoint=WORKDIR (a trained model) or "
-                           f"--method=NAME (a classic method: {', '.join(baselines.list_methods())}); "
-                           "a released default model will come in a later version")
-
-
-def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str] = (),
-                    **inference_options) -> dict[str, Binarizer]:
-    """Name -> binarizer for checkpoints (tiled model inference) and classic method specs.
-
-    One checkpoint is named 'model'; several are named after their workdirs. Methods are
-    named by their spec ('sauvola', 'sauvola_k0.3_window51'). inference_options go to every
-    ModelBinarizer (tile, overlap, batch_size, flip_tta, threshold).
-    """
-    if not checkpoints and not methods:
-        binarizer = default_binarizer(**inference_options)
-        return {binarizer.name: binarizer}
-    binarizers: dict[str, Binarizer] = {}
-
-    def add(b: Binarizer) -> None:
-        if b.name in binarizers:
-            raise ValueError(f"binarizer {b.name!r} is given twice")
-        binarizers[b.name] = b
-
-    for checkpoint in checkpoints:
-        name = "model" if len(checkpoints) == 1 else _model_name(checkpoint, binarizers)
-        add(ModelBinarizer(checkpoint, name=name, **inference_options))
-    for spec in methods:
-        method, params = parse_method(spec)
-        add(ClassicBinarizer(method, params))
-    return binarizers
-
-
-def _model_name(checkpoint: PathLike, taken: Mapping[str, Any]) -> str:
-    parts = pathlib.Path(checkpoint).absolute().parts
-    # workdir/best/400 -> 'model-workdir-400'; workdir -> 'model-workdir'
-    tail = [p for p in parts[-3:] if p not in ("best", "checkpoints")]
-    base = "model-" + "-".join(tail[-2:] if tail and tail[-1].isdigit() else tail[-1:])
-    name, i = safe_name(base), 2
-    while name in taken:
-        name, i = f"{safe_name(base)}-{i}", i + 1
-    return name
-
-
-def safe_name(name: str) -> str:
-    """A page or binarizer name as a file name (no path separators, no spaces)."""
-    return re.sub(r"[^0-9A-Za-z._=+-]+", "_", str(name)).strip("_") or "_"
 
 
 # ------------------------------------------------------------------------------- evaluation sets
@@ -385,8 +241,8 @@ def evaluate_pages(
 ) -> dict[str, Any]:
     """Runs every binarizer on every page, writes the outputs, returns the summary as data.
 
-    binarizers: name -> callable(uint8 HxWxC) -> bool HxW ink (ClassicBinarizer, ModelBinarizer
-      or any callable with ``channels``); names become folder names.
+    binarizers: name -> callable(uint8 HxWxC) -> bool HxW ink (a binjax.binarizers ClassicBinarizer
+      or ModelBinarizer, or any callable with ``channels``); names become folder names.
     pages: a source of {'image', 'mask'} (mask 1 = ink), e.g. from ``open_pages``; read at
       ``pages_channels(binarizers)`` channels so that a colour model sees colour.
     names: page names (default ``pages.names``); limit: only the first N pages.
@@ -527,125 +383,3 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------- binarizing files
-# The library side of launch/binarize.py: which files, where their outputs go, the loop.
-
-# What a folder argument contributes (explicit files and globs may have any extension).
-FOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
-_GLOB_CHARS = re.compile(r"[*?\[]")
-
-
-def expand_inputs(args: Sequence[str], *, skip_stem_suffix: str = "") -> tuple[list[pathlib.Path], list[str]]:
-    """(image files, problems) from files, folders (their images, not recursive) and globs.
-
-    Globs are expanded here too (quoted ones reach us unexpanded; '**' recurses). Files are
-    kept in argument order without duplicates. In folders, files whose stem ends with
-    ``skip_stem_suffix`` are left out: they are the outputs of an earlier run with that suffix.
-    A missing path or a glob matching nothing is a problem (reported, not fatal).
-    """
-    files: list[pathlib.Path] = []
-    seen: set[pathlib.Path] = set()
-    problems: list[str] = []
-
-    def add(path: pathlib.Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            files.append(path)
-
-    def add_folder(folder: pathlib.Path) -> None:
-        found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                       and p.suffix.lower() in FOLDER_EXTENSIONS
-                       and not (skip_stem_suffix and p.stem.endswith(skip_stem_suffix)))
-        if not found:
-            problems.append(f"{folder}: no images in this folder ({', '.join(FOLDER_EXTENSIONS)})")
-        for p in found:
-            add(p)
-
-    import glob  # noqa: PLC0415
-
-    for arg in args:
-        path = pathlib.Path(arg).expanduser()
-        if path.is_dir():
-            add_folder(path)
-        elif path.is_file():
-            add(path)
-        elif _GLOB_CHARS.search(arg):
-            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
-            matched = [pathlib.Path(m) for m in matches if os.path.isfile(m)]
-            if not matched:
-                problems.append(f"{arg}: no files match this pattern")
-            for p in matched:
-                add(p)
-        else:
-            problems.append(f"{arg}: no such file or folder")
-    return files, problems
-
-
-def plan_outputs(inputs: Sequence[pathlib.Path], *, out_dir: PathLike | None, suffix: str = "",
-                 extension: str = ".png") -> tuple[list[tuple[pathlib.Path, pathlib.Path]], list[str]]:
-    """(input, output) pairs and the conflicts that forbid the run.
-
-    The output is ``<out_dir or the input's folder>/<stem><suffix><extension>``. A conflict is an
-    output that is (or would replace) one of the inputs, or two inputs writing the same output;
-    a caller must refuse to run when there is any, so an input is never overwritten.
-    """
-    if out_dir is None and suffix is None:
-        raise ValueError("give an output folder or a suffix for outputs beside the inputs")
-    resolved_inputs = {p.resolve(): p for p in inputs}
-    # (device, inode) catches what paths miss: hard links, and case-insensitive file systems.
-    input_inodes = {(st.st_dev, st.st_ino): p for p in inputs if (st := _stat(p)) is not None}
-    jobs, conflicts = [], []
-    writers: dict[pathlib.Path, pathlib.Path] = {}
-    for src in inputs:
-        folder = pathlib.Path(out_dir) if out_dir is not None else src.parent
-        dst = folder / f"{src.stem}{suffix or ''}{extension}"
-        key = dst.resolve()
-        clash = resolved_inputs.get(key)
-        if clash is None and (st := _stat(dst)) is not None:
-            clash = input_inodes.get((st.st_dev, st.st_ino))
-        if clash is not None:
-            conflicts.append(f"{src}: its output {dst} would overwrite the input {clash}")
-        elif key in writers:
-            conflicts.append(f"{src}: its output {dst} is also the output of {writers[key]}")
-        else:
-            writers[key] = src
-            jobs.append((src, dst))
-    return jobs, conflicts
-
-
-def _stat(path: pathlib.Path) -> os.stat_result | None:
-    try:
-        return path.stat()
-    except OSError:
-        return None
-
-
-def binarize_files(binarizer: Binarizer, jobs: Sequence[tuple[pathlib.Path, pathlib.Path]], *,
-                   foreground: Literal["white", "black"] = "black", bits: int = 1,
-                   progress: bool = True) -> list[str]:
-    """Binarizes each (input, output) pair; returns one message per file that was skipped.
-
-    Inputs are read at the binarizer's channels (grey, RGB, RGBA, 16-bit, palette: see
-    imageio.load_image); outputs have the input's size, ink ``foreground`` ('black' = ink 0),
-    1- or 8-bit. A file that cannot be read or binarized is skipped with a message naming it
-    (printed to stderr at once) and the loop goes on.
-    """
-    import tqdm  # noqa: PLC0415
-
-    skipped = []
-    bar = tqdm.tqdm(jobs, unit="img", desc="binarize", disable=not progress, dynamic_ncols=True)
-    for src, dst in bar:
-        try:
-            image = imageio.load_image(src, binarizer.channels)
-            ink = np.asarray(binarizer(image), dtype=bool)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            imageio.save_mask(dst, ink, foreground=foreground, bits=bits)
-        except (ValueError, OSError) as e:  # ImageError is a ValueError and names the file
-            message = str(e) if str(e).startswith(str(src)) else f"{src}: {e}"
-            skipped.append(message)
-            tqdm.tqdm.write(f"skipped {message}", file=sys.stderr)
-    bar.close()
-    return skipped

@@ -61,22 +61,22 @@ def main(argv):
         raise app.UsageError("give --checkpoint or --method, not both")
     if _DEVICE.value and _CHECKPOINT.value:
         _select_device(_DEVICE.value)
-    from binjax import evaluate
+    from binjax import binarize, binarizers
 
     checkpoints = [_CHECKPOINT.value] if _CHECKPOINT.value else []
     methods = [_METHOD.value] if _METHOD.value else []
     try:
-        # With neither flag this asks evaluate.default_binarizer, where a default model plugs in.
-        (binarizer,) = evaluate.make_binarizers(
+        # With neither flag this asks binarizers.default_binarizer, where a default model plugs in.
+        (binarizer,) = binarizers.make_binarizers(
             checkpoints, methods, tile=_TILE.value, overlap=_OVERLAP.value, batch_size=_BATCH.value,
             flip_tta=_FLIP_TTA.value, threshold=_THRESHOLD.value).values()
     except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there
         raise app.UsageError(str(e)) from None
 
-    files, problems = evaluate.expand_inputs(inputs, skip_stem_suffix=_SUFFIX.value or "")
+    files, problems = binarize.expand_inputs(inputs, skip_stem_suffix=_SUFFIX.value or "")
     for problem in problems:
         print(f"skipped {problem}", file=sys.stderr)
-    jobs, conflicts = evaluate.plan_outputs(files, out_dir=_OUT.value, suffix=_SUFFIX.value or "",
+    jobs, conflicts = binarize.plan_outputs(files, out_dir=_OUT.value, suffix=_SUFFIX.value or "",
                                             extension=f".{_FORMAT.value}")
     if conflicts:
         print(f"refusing to run: {len(conflicts)} output(s) would overwrite input files or each other; "
@@ -86,7 +86,7 @@ def main(argv):
         sys.exit(2)
 
     print(f"binarizing {len(jobs)} file(s) with {binarizer.description}", file=sys.stderr)
-    skipped = problems + evaluate.binarize_files(
+    skipped = problems + binarize.binarize_files(
         binarizer, jobs, foreground=_FOREGROUND.value, bits=int(_BITS.value), progress=_PROGRESS.value)
     written = len(jobs) - (len(skipped) - len(problems))
     where = _OUT.value or f"beside the inputs (suffix {_SUFFIX.value!r})"

@@ -52,10 +52,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CHECKPOINT.value:
         common.initialize_runtime()  # JAX only when a model is evaluated
+    from binjax import binarizers as binarizers_lib
     from binjax import evaluate
 
     try:
-        binarizers = evaluate.make_binarizers(
+        binarizers = binarizers_lib.make_binarizers(
             _CHECKPOINT.value, _METHOD.value, tile=_TILE.value, overlap=_OVERLAP.value,
             batch_size=_BATCH.value, flip_tta=_FLIP_TTA.value, threshold=_THRESHOLD.value)
     except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from binjax import baselines, checkpointing, evaluate, imageio, sharding, train
+from binjax import baselines, binarize, checkpointing, imageio, sharding, train
 from binjax.data import synthetic
 from configs import default as default_config
 
@@ -131,15 +131,15 @@ def test_plan_outputs_detects_name_collisions(tmp_path):
     files = [a / "page.png", b / "page.jpg"]
     for f in files:
         f.write_bytes(b"")
-    jobs, conflicts = evaluate.plan_outputs(files, out_dir=tmp_path / "out", extension=".png")
+    jobs, conflicts = binarize.plan_outputs(files, out_dir=tmp_path / "out", extension=".png")
     assert len(jobs) == 1 and len(conflicts) == 1 and "also the output of" in conflicts[0]
-    jobs, conflicts = evaluate.plan_outputs(files, out_dir=None, suffix="", extension=".png")
+    jobs, conflicts = binarize.plan_outputs(files, out_dir=None, suffix="", extension=".png")
     assert [j[0] for j in jobs] == [b / "page.jpg"] and "would overwrite the input" in conflicts[0]
     # An output that is a hard link to an input is the input, whatever its path.
     out = tmp_path / "out"
     out.mkdir()
     os.link(a / "page.png", out / "page.png")
-    jobs, conflicts = evaluate.plan_outputs(files[:1], out_dir=out, extension=".png")
+    jobs, conflicts = binarize.plan_outputs(files[:1], out_dir=out, extension=".png")
     assert not jobs and "would overwrite the input" in conflicts[0]
 
 

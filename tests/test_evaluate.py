@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from binjax import binarizers as binarizers_lib
 from binjax import checkpointing, evaluate, imageio, inference, metrics, pretrained, sharding, train
 from binjax.data import synthetic
 from configs import default as default_config
@@ -111,7 +112,7 @@ def test_launcher_evaluates_model_and_classic_methods_with_consistent_numbers(ch
 
 
 def test_library_limit_weights_cache_and_colour_conversion(pairs, tmp_path):
-    binarizers = evaluate.make_binarizers(methods=["otsu"])
+    binarizers = binarizers_lib.make_binarizers(methods=["otsu"])
     assert evaluate.pages_channels(binarizers) == 1
     pages = evaluate.open_pages(str(pairs), channels=3)  # colour pages; otsu converts to grey itself
     cache = tmp_path / "weights"
@@ -130,18 +131,18 @@ def test_library_limit_weights_cache_and_colour_conversion(pairs, tmp_path):
 
 
 def test_method_specs_and_errors(tmp_path):
-    assert evaluate.parse_method("sauvola:window=51:k=0.3") == ("sauvola", {"window": 51, "k": 0.3})
-    assert evaluate.ClassicBinarizer("sauvola", {"window": 51, "k": 0.3}).name == "sauvola_k0.3_window51"
+    assert binarizers_lib.parse_method("sauvola:window=51:k=0.3") == ("sauvola", {"window": 51, "k": 0.3})
+    assert binarizers_lib.ClassicBinarizer("sauvola", {"window": 51, "k": 0.3}).name == "sauvola_k0.3_window51"
     with pytest.raises(ValueError, match="name=number"):
-        evaluate.parse_method("sauvola:51")
+        binarizers_lib.parse_method("sauvola:51")
     with pytest.raises(ValueError, match="windw"):
-        evaluate.make_binarizers(methods=["sauvola:windw=5"])
+        binarizers_lib.make_binarizers(methods=["sauvola:windw=5"])
     with pytest.raises(ValueError, match="unknown classic method"):
-        evaluate.make_binarizers(methods=["sauvla"])
-    with pytest.raises(evaluate.NoBinarizerError, match="--checkpoint.*--method"):
-        evaluate.make_binarizers()
+        binarizers_lib.make_binarizers(methods=["sauvla"])
+    with pytest.raises(binarizers_lib.NoBinarizerError, match="--checkpoint.*--method"):
+        binarizers_lib.make_binarizers()
     with pytest.raises(ValueError, match="twice"):
-        evaluate.make_binarizers(methods=["otsu", "otsu"])
+        binarizers_lib.make_binarizers(methods=["otsu", "otsu"])
     with pytest.raises(FileNotFoundError, match="not prepared"):
         evaluate.open_pages("tfds:dibco/2013", data_dir=tmp_path)
 
@@ -174,7 +175,7 @@ def test_two_dibco_2013_pages(dibco_dir, tmp_path):
     for name in ("HW02", "PR07"):
         for kind in ("in", "gt"):
             shutil.copy(dibco_dir / "2013" / f"{name}_{kind}.png", data / f"{name}_{kind}.png")
-    binarizers = evaluate.make_binarizers(methods=["otsu", "sauvola"])
+    binarizers = binarizers_lib.make_binarizers(methods=["otsu", "sauvola"])
     pages = evaluate.open_pages(str(data), channels=evaluate.pages_channels(binarizers))
     summary = evaluate.evaluate_pages(binarizers, pages, tmp_path / "out", dataset="DIBCO 2013", progress=False)
     for name in ("otsu", "sauvola"):
@@ -192,7 +193,7 @@ def test_tfds_dataset_built_from_manual_files_scores_like_the_folder(pairs, tmp_
     for name in ("p0", "p1"):
         for kind in ("in", "gt"):
             shutil.copy(pairs / f"{name}_{kind}.png", manual / f"{name}_{kind}.png")
-    binarizers = evaluate.make_binarizers(methods=["otsu"])
+    binarizers = binarizers_lib.make_binarizers(methods=["otsu"])
     pages = evaluate.open_pages("tfds:dibco/2013", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "manual")
     assert pages.names == ["2013_p0", "2013_p1"]
     from_tfds = evaluate.evaluate_pages(binarizers, pages, tmp_path / "a", previews=False, progress=False)

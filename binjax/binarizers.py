@@ -1,0 +1,159 @@
+"""Binarizers: what maps a page to an ink mask.
+
+A binarizer maps an uint8 HxWxC page to a bool HxW ink mask (True = ink) and says how many
+``channels`` it reads. A ``ModelBinarizer`` wraps a trained checkpoint (``pretrained.load_model``
++ tiled inference); a ``ClassicBinarizer`` wraps a doxapy method (``baselines.binarize_classic``
+on the grey page). ``make_binarizers`` builds them from launcher-style specs (``parse_method``);
+``default_binarizer`` is the one place a released default model will plug in. Used by
+binjax.evaluate (scoring against ground truth) and binjax.binarize (files on disk).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from binjax import baselines, imageio
+
+PathLike = str | os.PathLike
+
+
+class NoBinarizerError(ValueError):
+    """Neither a checkpoint nor a classic method was given, and there is no default model yet."""
+
+
+class ClassicBinarizer:
+    """A doxapy method (``baselines.METHODS``) with optional parameters, on the grey page."""
+
+    channels = 1
+
+    def __init__(self, method: str, params: Mapping[str, float] | None = None, *, name: str | None = None):
+        if method not in baselines.METHODS:
+            raise ValueError(f"unknown classic method {method!r}; known: {baselines.list_methods()}")
+        self.method, self.params = method, dict(params or {})
+        # Check parameter names now, not on the first page (doxapy would ignore a typo).
+        valid = baselines.METHODS[method].defaults
+        unknown = sorted(set(self.params) - set(valid))
+        if unknown:
+            raise ValueError(f"classic method {method!r} has no parameter(s) {unknown}; "
+                             f"valid: {sorted(valid) or 'none'}")
+        self.name = name or method + "".join(f"_{k}{v:g}" for k, v in sorted(self.params.items()))
+        self.description = (f"classic {method} ({', '.join(f'{k}={v:g}' for k, v in self.params.items())})"
+                            if self.params else f"classic {method} (default parameters)")
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return baselines.binarize_classic(imageio.to_channels(image, 1)[..., 0], self.method, **self.params)
+
+
+class ModelBinarizer:
+    """A trained checkpoint with tiled, blended full-page inference (binjax.inference).
+
+    ``checkpoint`` is a workdir (its best checkpoint, else its latest), a manager directory or a
+    step directory. Pages are converted to the channels the model was trained on
+    (``config.data.channels``); read files with ``imageio.load_image(path, self.channels)``.
+    all_devices: shard each batch of tiles over every local device (batch_size is rounded up to
+    a multiple of their number); False: the default device only.
+    """
+
+    def __init__(self, checkpoint: PathLike, *, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
+                 flip_tta: bool = False, threshold: float = 0.5, name: str = "model", all_devices: bool = True):
+        # JAX and the model code load only when a model is used: classic-only runs stay light.
+        import jax  # noqa: PLC0415
+
+        from binjax import checkpointing, inference, pretrained  # noqa: PLC0415
+
+        self.step_dir = checkpointing.find_checkpoint(checkpoint)
+        model, self.config = pretrained.load_model(self.step_dir)
+        self.channels = int(self.config.data.channels)
+        self.options = dict(tile=int(tile), overlap=float(overlap), batch_size=int(batch_size),
+                            flip_tta=bool(flip_tta), threshold=float(threshold))
+        self._binarize_page = inference.binarize_page
+        # Tiles of a batch are spread over all local devices: several GPUs, or the host devices
+        # that launch/common.py splits a CPU into (one per core).
+        devices = jax.local_devices() if all_devices and jax.local_device_count() > 1 else None
+        self._predict_fn = inference.make_predict_fn(model, devices=devices)
+        self.num_devices = len(devices or [None])
+        self.name = name
+        self.description = (f"model {self.config.model.name} from {self.step_dir} ({self.channels} channel(s); "
+                            + ", ".join(f"{k}={v}" for k, v in self.options.items())
+                            + f"; {self.num_devices} {jax.devices()[0].platform} device(s))")
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        ink = self._binarize_page(self._predict_fn, imageio.to_channels(image, self.channels), **self.options)
+        return np.asarray(ink, dtype=bool)
+
+
+Binarizer = ClassicBinarizer | ModelBinarizer
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, float]]:
+    """'sauvola' or 'sauvola:window=51:k=0.3' -> ('sauvola', {'window': 51, 'k': 0.3})."""
+    method, *assignments = [part.strip() for part in spec.strip().split(":")]
+    params: dict[str, float] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"method spec {spec!r}: parameters are written name=number after a colon, "
+                             "e.g. 'sauvola:window=51:k=0.3'") from None
+        params[key] = int(number) if number.is_integer() else number
+    return method.lower(), params
+
+
+def default_binarizer(**inference_options) -> Binarizer:
+    """The binarizer used when none is named. The released default model will plug in here."""
+    del inference_options  # for the default model's tiled inference
+    raise NoBinarizerError("no binarizer given: pass --checkpoint=WORKDIR (a trained model) or "
+                           f"--method=NAME (a classic method: {', '.join(baselines.list_methods())}); "
+                           "a released default model will come in a later version")
+
+
+def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str] = (),
+                    **inference_options) -> dict[str, Binarizer]:
+    """Name -> binarizer for checkpoints (tiled model inference) and classic method specs.
+
+    One checkpoint is named 'model'; several are named after their workdirs. Methods are
+    named by their spec ('sauvola', 'sauvola_k0.3_window51'). inference_options go to every
+    ModelBinarizer (tile, overlap, batch_size, flip_tta, threshold).
+    """
+    if not checkpoints and not methods:
+        binarizer = default_binarizer(**inference_options)
+        return {binarizer.name: binarizer}
+    binarizers: dict[str, Binarizer] = {}
+
+    def add(b: Binarizer) -> None:
+        if b.name in binarizers:
+            raise ValueError(f"binarizer {b.name!r} is given twice")
+        binarizers[b.name] = b
+
+    for checkpoint in checkpoints:
+        name = "model" if len(checkpoints) == 1 else _model_name(checkpoint, binarizers)
+        add(ModelBinarizer(checkpoint, name=name, **inference_options))
+    for spec in methods:
+        method, params = parse_method(spec)
+        add(ClassicBinarizer(method, params))
+    return binarizers
+
+
+def _model_name(checkpoint: PathLike, taken: Mapping[str, Any]) -> str:
+    parts = pathlib.Path(checkpoint).absolute().parts
+    # workdir/best/400 -> 'model-workdir-400'; workdir -> 'model-workdir'
+    tail = [p for p in parts[-3:] if p not in ("best", "checkpoints")]
+    base = "model-" + "-".join(tail[-2:] if tail and tail[-1].isdigit() else tail[-1:])
+    name, i = safe_name(base), 2
+    while name in taken:
+        name, i = f"{safe_name(base)}-{i}", i + 1
+    return name
+
+
+def safe_name(name: str) -> str:
+    """A page or binarizer name as a file name (no path separators, no spaces)."""
+    return re.sub(r"[^0-9A-Za-z._=+-]+", "_", str(name)).strip("_") or "_"
