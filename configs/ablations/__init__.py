@@ -1,0 +1,1 @@
+"""Ablation sweeps: config files with `get_sweep()` beside `get_config()`, run by launch/sweep.py."""

@@ -1,0 +1,141 @@
+"""Runs an ablation sweep (a config file's get_sweep()) run by run, then reports on it.
+
+Each run trains in WORKDIR/<run name> exactly as `launch/train.py` would, so an interrupted sweep
+resumes where it stopped: rerun the same command; finished runs (DONE marker, or a validation at
+config.num_steps) are skipped.
+
+  python -m launch.sweep --config=configs/ablations/loss.py:smoke --workdir=/tmp/binjax/ablate_loss
+  python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --parallel=2
+  python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --print_commands \
+      > commands.txt   # one launch/train.py command per line, e.g. for a SLURM array
+  python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --report
+"""
+
+from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
+
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from absl import flags, logging  # noqa: E402
+
+from binjax import sweep  # noqa: E402
+
+_CONFIG = flags.DEFINE_string("config", None, "Sweep file with get_config() and get_sweep(): configs/ablations/<name>.py[:variant].")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root: each run trains in <workdir>/<run name>.")
+_PARALLEL = flags.DEFINE_integer("parallel", 0, "0: train the runs one after another in this process; N: N `launch.train` subprocesses at a time (logs in <run>/train.log).")
+_PRINT = flags.DEFINE_bool("print_commands", False, "Print one launch/train.py command per run (all runs; finished ones resume and exit at once) and exit.")
+_PYTHON = flags.DEFINE_string("python", "python", "Interpreter named in --print_commands output.")
+_REPORT = flags.DEFINE_bool("report", False, "Write <workdir>/report.csv, report.md and plots/*.png from the runs so far, and exit.")
+_ONLY = flags.DEFINE_string("only", None, "Only runs whose name matches this regular expression (re.search), e.g. 'name=dice,|seed=0'.")
+_LIMIT = flags.DEFINE_integer("limit", None, "Only the first N runs (after --only).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _selected(runs):
+    if _ONLY.value:
+        runs = [r for r in runs if re.search(_ONLY.value, sweep.run_name(r))]
+    return runs[: _LIMIT.value] if _LIMIT.value is not None else runs
+
+
+def _run_in_process(plan, experiment) -> list[str]:
+    from binjax import train  # after jax.distributed is up
+
+    failed = []
+    for i, overrides in enumerate(plan, 1):
+        name, workdir = sweep.run_name(overrides), experiment.workdir(overrides)
+        print(f"[{i}/{len(plan)}] {name}: training in {workdir}", flush=True)
+        start = time.perf_counter()
+        try:
+            scores = train.train_and_evaluate(experiment.config(overrides), workdir)
+        except Exception:  # one broken run must not stop the sweep; KeyboardInterrupt still does
+            logging.exception("run %s failed", name)
+            print(f"[{i}/{len(plan)}] {name}: FAILED (see log above); rerun to retry", flush=True)
+            failed.append(name)
+            continue
+        sweep.mark_done(workdir, scores)
+        print(f"[{i}/{len(plan)}] {name}: done in {time.perf_counter() - start:.0f}s, "
+              f"val/f1 {scores.get('val/f1', float('nan')):.4f}", flush=True)
+    return failed
+
+
+def _run_subprocesses(plan, experiment, parallel: int) -> list[str]:
+    pending = list(enumerate(plan, 1))
+    running: dict = {}  # Popen -> (index, overrides, log file, start time)
+    failed = []
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                i, overrides = pending.pop(0)
+                workdir = experiment.workdir(overrides)
+                workdir.mkdir(parents=True, exist_ok=True)
+                log = open(workdir / "train.log", "a")
+                cmd = experiment.command(overrides, python=sys.executable)
+                print(f"[{i}/{len(plan)}] {sweep.run_name(overrides)}: started, log {workdir / 'train.log'}", flush=True)
+                running[subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)] = (i, overrides, log, time.perf_counter())
+            time.sleep(0.5)
+            for proc in [p for p in running if p.poll() is not None]:
+                i, overrides, log, start = running.pop(proc)
+                log.close()
+                name = sweep.run_name(overrides)
+                if proc.returncode == 0:
+                    sweep.mark_done(experiment.workdir(overrides), dict(returncode=0))
+                    print(f"[{i}/{len(plan)}] {name}: done in {time.perf_counter() - start:.0f}s", flush=True)
+                else:
+                    failed.append(name)
+                    print(f"[{i}/{len(plan)}] {name}: FAILED with exit status {proc.returncode}; "
+                          f"see {experiment.workdir(overrides) / 'train.log'}", flush=True)
+    finally:  # interrupted: stop our children; their last checkpoints let a rerun resume
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            proc.wait()
+    return failed
+
+
+def main(argv):
+    del argv
+    experiment = sweep.Sweep(_CONFIG.value, _WORKDIR.value)
+    runs = _selected(experiment.runs)
+
+    if _PRINT.value:
+        for overrides in runs:
+            print(sweep.shell_command(experiment.command(overrides, python=_PYTHON.value)))
+        return
+
+    if _REPORT.value:
+        experiment.runs = runs
+        paths = sweep.write_report(experiment)
+        print(f"Report on {len(runs)} runs of {_CONFIG.value}:")
+        print(f"  table per run   {paths['csv']}")
+        print(f"  mean ± std      {paths['md']}")
+        print(f"  plots           {paths['md'].parent / 'plots'}/ (<metric>_by_run.png, val_curves.png)")
+        return
+
+    common.initialize_runtime()
+    statuses = {sweep.run_name(r): experiment.status(r) for r in runs}
+    plan = [r for r in runs if statuses[sweep.run_name(r)] != "done"]
+    print(f"Sweep {_CONFIG.value}: {len(runs)} runs in {experiment.root}; "
+          f"{len(runs) - len(plan)} done (skipped), "
+          f"{sum(s == 'partial' for s in statuses.values())} to resume, "
+          f"{sum(s == 'todo' for s in statuses.values())} to start.", flush=True)
+    for overrides in runs:
+        print(f"  {statuses[sweep.run_name(overrides)]:8s} {sweep.run_name(overrides)}", flush=True)
+    if _PARALLEL.value > 0:
+        failed = _run_subprocesses(plan, experiment, _PARALLEL.value)
+    else:
+        failed = _run_in_process(plan, experiment)
+    print(f"Sweep finished: {len(plan) - len(failed)} trained now, {len(runs) - len(plan)} skipped, "
+          f"{len(failed)} failed. Report: python -m launch.sweep --config={_CONFIG.value} "
+          f"--workdir={_WORKDIR.value} --report", flush=True)
+    if failed:
+        raise SystemExit(f"failed runs: {', '.join(failed)}")
+
+
+def run():
+    common.run_app(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,127 @@
+"""Ablation sweeps: grid helpers, run names, locked overrides, launcher commands, run/skip/report."""
+
+import csv
+import importlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from binjax import sweep
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+ABLATIONS = sorted(p.stem for p in (REPO / "configs" / "ablations").glob("*.py") if not p.name.startswith("_"))
+
+
+def test_grid_and_with_seeds():
+    runs = sweep.grid({"loss.name": ["bce", "dice"]}, batch_size=[4, 8])
+    assert runs == [
+        {"loss.name": "bce", "batch_size": 4}, {"loss.name": "bce", "batch_size": 8},
+        {"loss.name": "dice", "batch_size": 4}, {"loss.name": "dice", "batch_size": 8},
+    ]
+    seeded = sweep.with_seeds(runs[:2], [0, 1])
+    assert seeded == [
+        {"loss.name": "bce", "batch_size": 4, "seed": 0}, {"loss.name": "bce", "batch_size": 4, "seed": 1},
+        {"loss.name": "bce", "batch_size": 8, "seed": 0}, {"loss.name": "bce", "batch_size": 8, "seed": 1},
+    ]
+    assert sweep.grid() == [{}]
+    with pytest.raises(TypeError, match="loss.name"):
+        sweep.grid({"loss.name": "dice"})  # a bare string is not a list of values
+
+
+def test_run_name_is_stable_and_filesystem_safe():
+    assert sweep.run_name({"seed": 1, "loss.name": "dice"}) == "loss.name=dice,seed=1"
+    assert sweep.run_name({"loss.name": "dice", "seed": 1}) == "loss.name=dice,seed=1"
+    assert sweep.run_name({"arg": "lite", "seed": 0}) == "arg=lite,seed=0"
+    assert sweep.run_name({"model.widths": (4, 8), "data.folder.train": "/a b/c"}) == (
+        "data.folder.train=_a_b_c,model.widths=(4,8)")
+    assert sweep.run_name({}) == "base"
+    assert sweep.group_key({"loss.name": "dice", "seed": 1}) == "loss.name=dice"
+
+
+def test_apply_overrides_sets_fields_and_rejects_unknown_keys():
+    config = importlib.import_module("configs.ablations.loss").get_config("smoke")
+    config.lock()
+    sweep.apply_overrides(config, {"loss.name": "dice", "seed": 3, "model.widths": [4, 8], "arg": "ignored"})
+    assert (config.loss.name, config.seed, config.model.widths) == ("dice", 3, (4, 8))
+    with pytest.raises(KeyError, match=r"'loss.nmae'.*no field 'nmae'"):
+        sweep.apply_overrides(config, {"loss.nmae": "dice"})
+    with pytest.raises(KeyError, match="no field 'sed'"):
+        sweep.apply_overrides(ml_collections.ConfigDict(dict(seed=0)), {"sed": 1})  # even unlocked
+    with pytest.raises(KeyError, match="no field 'x'"):
+        sweep.apply_overrides(config, {"seed.x": 1})  # a leaf is not a sub-config
+    with pytest.raises(TypeError):
+        sweep.apply_overrides(config, {"seed": "one"})
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_ablation_configs_load_and_their_sweeps_apply(name):
+    module = importlib.import_module(f"configs.ablations.{name}")
+    module.get_config()
+    assert module.get_config("smoke").num_steps == 4
+    for arg in (None, "smoke"):
+        experiment = sweep.Sweep(f"configs/ablations/{name}.py" + (f":{arg}" if arg else ""), "/tmp/unused")
+        assert len(experiment.runs) >= 4 and {r["seed"] for r in experiment.runs} == {0, 1}
+        for overrides in experiment.runs:
+            config = experiment.config(overrides)  # every run's config loads, overrides apply
+            assert (config.num_steps == 4) == (arg == "smoke")
+
+
+def test_architecture_sweep_builds_each_model():
+    module = importlib.import_module("configs.ablations.architecture")
+    assert module.get_config("unet_noskip,smoke").model.skips is False
+    assert module.get_config("lite").model.name == "lite"
+    assert module.get_config("sae,smoke").model.name == "sae"
+    with pytest.raises(ValueError, match="resnet"):
+        module.get_config("resnet")
+
+
+def _sweep(*args, **kwargs):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-m", "launch.sweep", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_print_commands():
+    result = _sweep("--config=configs/ablations/architecture.py:smoke", "--workdir=/tmp/root", "--print_commands",
+                    "--only=lite|sae|seed=0")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == (
+        "python -m launch.train --config=configs/ablations/architecture.py:unet,smoke "
+        "--workdir=/tmp/root/arg=unet,seed=0 --config.seed=0")
+    assert len(lines) == 2 + 2 + 2  # lite x2, sae x2, and the other models' seed 0
+    assert "--config=configs/ablations/architecture.py:lite,smoke --workdir=/tmp/root/arg=lite,seed=1" in lines[3]
+
+
+def test_sweep_runs_skips_finished_runs_and_reports(tmp_path):
+    args = ["--config=configs/ablations/loss.py:smoke", f"--workdir={tmp_path}"]
+    first = _sweep(*args, "--only=loss.name=dice,", "--limit=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "2 to start" in first.stdout and "Sweep finished: 2 trained now" in first.stdout
+    for seed in (0, 1):
+        run = tmp_path / f"loss.name=dice,seed={seed}"
+        assert (run / sweep.DONE).exists() and (run / "metrics.jsonl").exists()
+        assert '"name": "dice"' in (run / "config.json").read_text()
+
+    again = _sweep(*args, "--only=loss.name=dice,", "--limit=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 done (skipped)" in again.stdout and "0 trained now" in again.stdout
+
+    report = _sweep(*args, "--report")
+    assert report.returncode == 0, report.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    assert [r["run"] for r in rows] == [f"loss.name={n},seed={s}" for n in ("bce", "dice", "bce_dice", "focal") for s in (0, 1)]
+    done = [r for r in rows if r["status"] == "done"]
+    assert [r["run"] for r in done] == ["loss.name=dice,seed=0", "loss.name=dice,seed=1"]
+    for r in done:
+        assert r["last_val_step"] == "4" and 0.0 <= float(r["final_val/f1"]) <= 1.0 and int(r["num_params"]) > 0
+        assert float(r["best_val/f1"]) >= float(r["final_val/f1"])
+    md = (tmp_path / "report.md").read_text()
+    assert "| loss.name=dice | 2 (2) |" in md and " ± " in md
+    for metric in sweep.METRICS:
+        assert (tmp_path / "plots" / f"{metric.replace('/', '_')}_by_run.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "val_curves.png").stat().st_size > 0
