@@ -8,7 +8,7 @@ import jax
 import ml_collections
 from flax import nnx
 
-from binjax import checkpointing, optim, train
+from binjax import checkpointing, train
 
 
 def load_model(path: str | pathlib.Path, *, prefer_best: bool = True) -> tuple[nnx.Module, ml_collections.ConfigDict]:
@@ -19,11 +19,9 @@ def load_model(path: str | pathlib.Path, *, prefer_best: bool = True) -> tuple[n
     """
     step_dir = checkpointing.find_checkpoint(path, prefer_best=prefer_best)
     config = checkpointing.load_config(step_dir)
-    tx, _ = optim.make_optimizer(config.optimizer, config.num_steps)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-        jax.eval_shape(lambda: train.init_train_state(config, tx)),
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), train.abstract_train_state(config)
     )
     state = checkpointing.restore_state(step_dir, target)
     _, eval_graphdef = train.model_graphdefs(config)

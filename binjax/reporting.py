@@ -37,9 +37,20 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str | pathlib.Path) -> list[dict]:
-    """All records of a run's metrics.jsonl, in order."""
+    """All records of a run's metrics.jsonl, in order ([] before the first one is written).
+
+    A run killed mid-write can leave its last line cut short; that line is skipped.
+    """
     path = pathlib.Path(workdir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def _to_rgb_u8(array: np.ndarray) -> np.ndarray:

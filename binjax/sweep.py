@@ -30,6 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import ml_collections
 
+from binjax import reporting
+
 ARG = "arg"  # reserved override key: the config file's argument for this run (see module doc)
 SEED = "seed"
 DONE = "DONE"
@@ -175,24 +177,11 @@ def shell_command(cmd: Sequence[str]) -> str:
 
 
 # ------------------------------------------------------------------------ Run state
-def read_records(workdir: pathlib.Path) -> list[dict]:
-    path = workdir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill
-            continue
-    return records
-
-
 def run_status(workdir: pathlib.Path, num_steps: int) -> str:
     """'done' once DONE exists or a validation record reached num_steps (a run trained elsewhere)."""
     if (workdir / DONE).exists():
         return "done"
-    records = read_records(workdir)
+    records = reporting.read_metrics(workdir)
     if any("val/f1" in r and r["step"] >= num_steps for r in records):
         return "done"
     return "partial" if workdir.exists() and any(workdir.iterdir()) else "todo"
@@ -205,13 +194,11 @@ def mark_done(workdir: pathlib.Path, info: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------ Report
 def count_params(config: ml_collections.ConfigDict) -> int:
     """Parameters of config's model, counted from shapes only (nothing is allocated)."""
-    import jax
     from flax import nnx
 
-    from binjax import train
+    from binjax import models, train
 
-    model = nnx.eval_shape(lambda: train.build_model(config, nnx.Rngs(0)))
-    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
+    return models.count_params(nnx.eval_shape(lambda: train.build_model(config, nnx.Rngs(0))))
 
 
 def collect(sweep: Sweep) -> list[dict]:
@@ -220,7 +207,7 @@ def collect(sweep: Sweep) -> list[dict]:
     for overrides in sweep.runs:
         config = sweep.config(overrides)
         workdir = sweep.workdir(overrides)
-        val = [r for r in read_records(workdir) if "val/f1" in r]
+        val = [r for r in reporting.read_metrics(workdir) if "val/f1" in r]
         row: dict[str, Any] = dict(
             run=run_name(overrides),
             group=group_key(overrides),

@@ -64,6 +64,13 @@ def init_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTransf
     return dict(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=tx.init(params))
 
 
+def abstract_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation | None = None):
+    """Shapes and dtypes of the train state (nothing allocated): what checkpoints restore into."""
+    if tx is None:
+        tx, _ = optim.make_optimizer(config.optimizer, config.num_steps)
+    return jax.eval_shape(lambda: init_train_state(config, tx))
+
+
 def to_unit_range(images: jax.Array) -> jax.Array:
     """uint8 pixels -> float32 in [0, 1] (the models' input convention)."""
     return images.astype(jnp.float32) / 255.0
@@ -138,7 +145,7 @@ def make_steps(config: ml_collections.ConfigDict, mesh) -> Steps:
     tx, schedule = optim.make_optimizer(config.optimizer, config.num_steps)
     loss_fn = losses.make_loss(config.loss)
     train_graphdef, eval_graphdef = model_graphdefs(config)
-    abstract_state = jax.eval_shape(lambda: init_train_state(config, tx))
+    abstract_state = abstract_train_state(config, tx)
     state_shardings = sharding.state_shardings(abstract_state, mesh)
     replicated = sharding.replicated(mesh)
     return Steps(

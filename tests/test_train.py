@@ -156,12 +156,6 @@ def test_training_stops_loudly_on_a_non_finite_loss_and_keeps_no_bad_checkpoint(
     with pytest.raises(FloatingPointError, match="non-finite"):
         train.train_and_evaluate(config, tmp_path)
     for step_dir in (tmp_path / "checkpoints").glob("[0-9]*"):
-        restored = checkpointing.restore_state(step_dir, jax.eval_shape(lambda: _abstract_state(config)))
+        restored = checkpointing.restore_state(step_dir, train.abstract_train_state(config))
         assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored["params"]))
 
-
-def _abstract_state(config):
-    from binjax import optim
-
-    tx, _ = optim.make_optimizer(config.optimizer, config.num_steps)
-    return train.init_train_state(config, tx)
