@@ -29,11 +29,8 @@ _BITS = flags.DEFINE_enum("bits", "1", ["1", "8"], "1 = bilevel (PNG 1-bit, TIFF
 _FOREGROUND = flags.DEFINE_enum("foreground", "black", ["black", "white"], "Colour of the ink in the outputs.")
 _DEVICE = flags.DEFINE_enum(
     "device", None, ["cpu", "gpu", "tpu"], "Where the model runs (default: JAX's choice). Classic methods use the CPU.")
-_TILE = flags.DEFINE_integer("tile", 512, "Model inference: tile size in pixels.")
-_OVERLAP = flags.DEFINE_float("overlap", 0.5, "Model inference: overlap between tiles, a fraction of the tile.")
-_BATCH = flags.DEFINE_integer("batch", 4, "Model inference: tiles per forward pass.")
-_FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Model inference: average over flipped copies (slower).")
-_THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Model inference: ink probability threshold.")
+_INFERENCE_OPTIONS = cli.define_inference_flags()
+flags.adopt_module_key_flags(cli)  # list them in this launcher's --help
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
@@ -68,8 +65,7 @@ def main(argv):
     try:
         # With neither flag this asks binarizers.default_binarizer, where a default model plugs in.
         (binarizer,) = binarizers.make_binarizers(
-            checkpoints, methods, tile=_TILE.value, overlap=_OVERLAP.value, batch_size=_BATCH.value,
-            flip_tta=_FLIP_TTA.value, threshold=_THRESHOLD.value).values()
+            checkpoints, methods, **_INFERENCE_OPTIONS()).values()
     except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there
         raise app.UsageError(str(e)) from None
 

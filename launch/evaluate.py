@@ -12,6 +12,7 @@ Writes <out>/summary.md (+ summary.json) and, per binarizer, per_image.csv, bina
 """
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
+from launch import cli  # noqa: E402
 
 import sys  # noqa: E402
 
@@ -34,11 +35,8 @@ _MASK_FOREGROUND = flags.DEFINE_enum(
     "mask_foreground", "black", ["black", "white"], "Polarity of the mask files: black = dark pixels are ink (DIBCO).")
 _IMAGE_SUFFIX = flags.DEFINE_string("image_suffix", "_in", "Stem suffix of the images in a one-folder layout.")
 _MASK_SUFFIX = flags.DEFINE_string("mask_suffix", "_gt", "Stem suffix of the masks in a one-folder layout.")
-_TILE = flags.DEFINE_integer("tile", 512, "Model inference: tile size in pixels.")
-_OVERLAP = flags.DEFINE_float("overlap", 0.5, "Model inference: overlap between tiles, a fraction of the tile.")
-_BATCH = flags.DEFINE_integer("batch", 4, "Model inference: tiles per forward pass.")
-_FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Model inference: average over flipped copies (slower).")
-_THRESHOLD = flags.DEFINE_float("threshold", 0.5, "Model inference: ink probability threshold.")
+_INFERENCE_OPTIONS = cli.define_inference_flags()
+flags.adopt_module_key_flags(cli)  # list them in this launcher's --help
 _LIMIT = flags.DEFINE_integer("limit", None, "Evaluate only the first N pages.")
 _PREVIEWS = flags.DEFINE_bool("previews", True, "Write the compare/<page>.png side-by-side pictures.")
 _PREVIEW_SIZE = flags.DEFINE_integer("preview_size", 1024, "Longest side of a side-by-side picture (pixels).")
@@ -57,8 +55,7 @@ def main(argv):
 
     try:
         binarizers = binarizers_lib.make_binarizers(
-            _CHECKPOINT.value, _METHOD.value, tile=_TILE.value, overlap=_OVERLAP.value,
-            batch_size=_BATCH.value, flip_tta=_FLIP_TTA.value, threshold=_THRESHOLD.value)
+            _CHECKPOINT.value, _METHOD.value, **_INFERENCE_OPTIONS())
     except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there
         raise app.UsageError(str(e)) from None
     try:
