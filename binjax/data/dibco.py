@@ -40,7 +40,6 @@ import dataclasses
 import os
 import pathlib
 import re
-import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -50,6 +49,7 @@ from etils import epath
 
 from binjax import imageio
 from binjax.data.folder import IMAGE_EXTENSIONS
+from binjax.data.page_cache import CachedPages
 
 PathLike = str | os.PathLike
 
@@ -470,7 +470,7 @@ def _skip_arrays() -> dict:
     return {"image": tfds.decode.SkipDecoding(), "mask": tfds.decode.SkipDecoding()}
 
 
-class DibcoPages:
+class DibcoPages(CachedPages):
     """Random-access source of {'image': uint8 HxWxC, 'mask': uint8 HxW in {0, 1}} pages.
 
     Reads a prepared `dibco/<config_name>` split through tfds's array_record data source (no
@@ -486,6 +486,8 @@ class DibcoPages:
         split holds ~130 MB of grey pages and masks, ~260 MB with RGB). Not pickled: every
         grain worker starts empty. Cached arrays are read-only.
     """
+
+    _RESET_WHEN_PICKLED = ("_source",)  # the array_record reader is reopened in each worker
 
     def __init__(self, data_dir: PathLike | None, config_name: str = "fixed", split: str = "test",
                  *, channels: int = 1, cache: bool = True):
@@ -508,8 +510,7 @@ class DibcoPages:
         self.years = [labels[i][0] for i in self._order]
         self.names = [f"{labels[i][0]}_{labels[i][1]}" for i in self._order]
         self._source = None
-        self._cache: dict[int, dict[str, np.ndarray]] = {}
-        self._lock = threading.Lock()
+        self._init_cache()
 
     def _data_source(self):
         if self._source is None:  # opened lazily: also after unpickling in a grain worker
@@ -521,36 +522,13 @@ class DibcoPages:
     def __len__(self) -> int:
         return len(self._order)
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        index = int(index)
-        if not 0 <= index < len(self._order):
-            raise IndexError(f"DibcoPages index {index} out of range [0, {len(self._order)})")
-        cached = self._cache.get(index) if self.cache else None
-        if cached is not None:
-            return cached
+    def _decode(self, index: int) -> dict[str, np.ndarray]:
         record = self._data_source()[self._order[index]]
         image = imageio.to_channels(np.asarray(record["image"]), self.channels)
         mask = np.array(record["mask"], dtype=np.uint8)  # decoded buffers are read-only
-        example = {"image": image, "mask": mask}
-        if self.cache:
-            image.flags.writeable = False
-            mask.flags.writeable = False
-            with self._lock:
-                example = self._cache.setdefault(index, example)
-        return example
+        return {"image": image, "mask": mask}
 
     def __repr__(self) -> str:
         return (f"DibcoPages(dibco/{self.config_name}, split={self.split!r}, {len(self)} pages, "
                 f"channels={self.channels})")
-
-    # Pickled into grain workers: settings and the index, not the open source or decoded pages.
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.update(_source=None, _cache={})
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 

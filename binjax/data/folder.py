@@ -19,20 +19,20 @@ from __future__ import annotations
 import collections
 import os
 import pathlib
-import threading
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
 from binjax import imageio
+from binjax.data.page_cache import CachedPages
 
 PathLike = str | os.PathLike
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _MAX_PROBLEMS_SHOWN = 20
 
 
-class FolderPairs:
+class FolderPairs(CachedPages):
     """Random-access source of {'image': uint8 HxWxC, 'mask': uint8 HxW in {0, 1}} dicts.
 
     Args:
@@ -109,8 +109,7 @@ class FolderPairs:
             )
         self.names = _unique_names([(d, stem) for d, stem, _, _ in found], prefix=len(image_dirs) > 1)
         self.pairs = [(img, msk) for _, _, img, msk in found]
-        self._cache: dict[int, dict[str, np.ndarray]] = {}
-        self._lock = threading.Lock()
+        self._init_cache()
 
     # --------------------------------------------------------------------- scanning
 
@@ -157,42 +156,18 @@ class FolderPairs:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        index = int(index)
-        if not 0 <= index < len(self.pairs):
-            raise IndexError(f"FolderPairs index {index} out of range [0, {len(self.pairs)})")
-        if self.cache:
-            cached = self._cache.get(index)
-            if cached is not None:
-                return cached
+    def _decode(self, index: int) -> dict[str, np.ndarray]:
         image_path, mask_path = self.pairs[index]
         image = imageio.load_image(image_path, self.channels)
         mask = imageio.load_mask(mask_path, self.mask_foreground)
         if image.shape[:2] != mask.shape:  # headers agreed, so only an odd EXIF case gets here
             raise imageio.ImageError(f"{image_path}: decoded size {image.shape[:2]} differs from its "
                                      f"mask {mask_path} {mask.shape}")
-        example = {"image": image, "mask": mask}
-        if self.cache:
-            image.flags.writeable = False
-            mask.flags.writeable = False
-            with self._lock:  # two reader threads may decode the same page once each; keep one
-                example = self._cache.setdefault(index, example)
-        return example
+        return {"image": image, "mask": mask}
 
     def __repr__(self) -> str:
         return (f"FolderPairs({len(self)} pairs, channels={self.channels}, "
                 f"mask_foreground={self.mask_foreground!r}, cache={self.cache})")
-
-    # Pickled into grain worker processes: send paths, not decoded pages or a lock.
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_cache"] = {}
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 # ------------------------------------------------------------------------- helpers
