@@ -48,7 +48,7 @@ from absl import logging
 from etils import epath
 
 from binjax import imageio
-from binjax.data.folder import IMAGE_EXTENSIONS
+from binjax.data.folder import IMAGE_EXTENSIONS, size_problem
 from binjax.data.page_cache import CachedPages
 
 PathLike = str | os.PathLike
@@ -288,7 +288,7 @@ def find_pages(year: int, folders: Sequence[PathLike]) -> list[Page]:
             problems.append(f"{images[key]}: no ground truth found for page {images[key].stem!r} of {year}")
             continue
         image, mask = images[key], masks[key]
-        problem = _size_problem(image, mask)
+        problem = size_problem(image, mask, mask_label="ground truth")
         if problem:
             problems.append(problem)
         pages.append(Page(year, _page_name(_IN_SUFFIX.sub("", image.stem), year), image, mask))
@@ -302,17 +302,6 @@ def find_pages(year: int, folders: Sequence[PathLike]) -> list[Page]:
         raise ValueError(f"DIBCO {year}: {len(problems)} problem(s) in the manual files:\n  "
                          + "\n  ".join(shown) + more)
     return sorted(pages, key=lambda p: natural_key(p.name))
-
-
-def _size_problem(image: pathlib.Path, mask: pathlib.Path) -> str | None:
-    try:
-        image_size, mask_size = imageio.image_size(image), imageio.image_size(mask)
-    except imageio.ImageError as e:
-        return str(e)
-    if image_size != mask_size:
-        return (f"{image} is {image_size[0]}x{image_size[1]} (WxH) but its ground truth {mask} is "
-                f"{mask_size[0]}x{mask_size[1]}")
-    return None
 
 
 def natural_key(name: str) -> list:

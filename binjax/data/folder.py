@@ -97,7 +97,7 @@ class FolderPairs(CachedPages):
             found.extend((image_dir, stem, img, msk) for stem, (img, msk) in pairs)
 
         for _, _, img, msk in found:
-            problem = _size_problem(img, msk)
+            problem = size_problem(img, msk)
             if problem:
                 problems.append(problem)
         if problems:
@@ -216,14 +216,15 @@ def _match(images, masks, image_folder, mask_folder, problems, *, expected_mask,
     return pairs
 
 
-def _size_problem(image_path: pathlib.Path, mask_path: pathlib.Path) -> str | None:
+def size_problem(image_path: pathlib.Path, mask_path: pathlib.Path, *, mask_label: str = "mask") -> str | None:
+    """Why an image and its mask cannot pair by size (read from headers only), or None."""
     try:
         image_size = imageio.image_size(image_path)
         mask_size = imageio.image_size(mask_path)
     except imageio.ImageError as e:
         return str(e)
     if image_size != mask_size:
-        return (f"{image_path} is {image_size[0]}x{image_size[1]} (WxH) but its mask {mask_path} is "
+        return (f"{image_path} is {image_size[0]}x{image_size[1]} (WxH) but its {mask_label} {mask_path} is "
                 f"{mask_size[0]}x{mask_size[1]}")
     return None
 
