@@ -39,6 +39,8 @@ def data_config() -> ml_collections.ConfigDict:
             manual_dir="",  # competition files (e.g. ../shared/data/dibco); builds the dataset if missing
             train_split="train",  # tfds splits, slices allowed: 'train[:85%]'
             val_split="test",  # per-year configs have only 'test'
+            train_years="",  # comma-separated years to keep from train_split ('' = all)
+            val_years="",  # same for val_split: '2014' validates on a year held out of 'train'
             prepare=True,  # False: never build, fail if the dataset is not prepared
         )
     )
@@ -57,6 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.batch_size = 8  # global batch, split over the data axes of the mesh
     config.num_steps = 600
     config.compute_dtype = "float32"  # 'bfloat16': bf16 activations, float32 params and loss
+    # Warm start: a workdir or checkpoint whose weights (params + BatchNorm stats, not the
+    # optimizer or step) start a new run, e.g. pre-training on synthetic pages, then DIBCO.
+    config.init_from = ""
 
     config.log_every = 10
     config.eval_every = 200

@@ -71,6 +71,39 @@ def abstract_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTr
     return jax.eval_shape(lambda: init_train_state(config, tx))
 
 
+def warm_start(state: dict, init_from: str | pathlib.Path, state_shardings) -> dict:
+    """`state` with params and BatchNorm stats taken from another run's checkpoint (best, else latest).
+
+    Step and optimizer state stay fresh: the run fine-tunes with its own schedule. The source
+    must be the same architecture on the same input channels; anything else is an error that
+    names the first mismatching weight.
+    """
+    step_dir = checkpointing.find_checkpoint(init_from)
+    source_config = checkpointing.load_config(step_dir)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract_train_state(source_config)
+    )
+    source = checkpointing.restore_state(step_dir, target)
+    for key in ("params", "batch_stats"):
+        ours, treedef = jax.tree_util.tree_flatten_with_path(state[key])
+        theirs = dict(jax.tree_util.tree_flatten_with_path(source[key])[0])
+        for path, leaf in ours:
+            other = theirs.get(path)
+            if other is None or other.shape != leaf.shape:
+                name = jax.tree_util.keystr(path)
+                raise ValueError(
+                    f"config.init_from={str(init_from)!r}: {key}{name} is "
+                    f"{'missing' if other is None else f'shaped {other.shape}'} in {step_dir}, "
+                    f"this model needs {leaf.shape} (model {source_config.model.name!r} on "
+                    f"{source_config.data.channels} channel(s) there)"
+                )
+        loaded = [theirs[path].astype(leaf.dtype) for path, leaf in ours]
+        state[key] = jax.device_put(jax.tree.unflatten(treedef, loaded), state_shardings[key])
+    logging.info("initialised params and BatchNorm stats from %s", step_dir)
+    return state
+
+
 def to_unit_range(images: jax.Array) -> jax.Array:
     """uint8 pixels -> float32 in [0, 1] (the models' input convention)."""
     return images.astype(jnp.float32) / 255.0
@@ -250,6 +283,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         logging.info("resumed from step %d in %s", int(state["step"]), workdir)
     else:
         state = steps.init()
+        if config.init_from:
+            state = warm_start(state, config.init_from, steps.state_shardings)
 
     # ---------------------------------------------------------------- Evals
     writer = reporting.MetricWriter(workdir) if is_chief else None

@@ -20,3 +20,15 @@ def dibco_dir() -> pathlib.Path:
     if not (SHARED_DIBCO / "MANIFEST.tsv").exists():
         pytest.skip(f"DIBCO benchmark pages not found at {SHARED_DIBCO} (../shared is absent)")
     return SHARED_DIBCO
+
+
+@pytest.fixture(scope="session")
+def dibco_fixed_data_dir(tmp_path_factory) -> pathlib.Path:
+    """A tfds data_dir holding dibco/fixed, prepared once from the shared pages (about 25 s)."""
+    if not (SHARED_DIBCO / "MANIFEST.tsv").exists():
+        pytest.skip(f"DIBCO benchmark pages not found at {SHARED_DIBCO} (../shared is absent)")
+    from binjax.data import dibco  # noqa: PLC0415 -- imports tensorflow_datasets: only when needed
+
+    data_dir = tmp_path_factory.mktemp("tfds_fixed")
+    dibco.prepare(SHARED_DIBCO, data_dir, "fixed")
+    return data_dir

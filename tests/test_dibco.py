@@ -266,3 +266,27 @@ def test_tfds_source_is_built_on_first_use(small_year, tmp_path, _built):
     cfg.tfds.update(data_dir=str(tmp_path / "elsewhere"), manual_dir="")
     with pytest.raises(FileNotFoundError, match="not prepared"):
         sources.make_sources(cfg, seed=0)
+
+
+def test_year_filter_serves_train_and_validation_from_one_split(tmp_path):
+    _official_tree(tmp_path / "manual")
+    dibco.prepare(tmp_path / "manual", tmp_path / "tfds", "loyo_2009")  # train = 2010 only here
+    pages = dibco.DibcoPages(tmp_path / "tfds", "loyo_2009", "test", years=[2009])
+    assert pages.names == ["2009_H01", "2009_P01"] and pages.years == [2009, 2009]
+    with pytest.raises(ValueError, match=r"no page of year\(s\) \[2011\]; its years are \[2009\]"):
+        dibco.DibcoPages(tmp_path / "tfds", "loyo_2009", "test", years=[2009, 2011])
+
+    cfg = defaults.data_config()
+    cfg.source = "tfds"
+    cfg.tfds.update(name="dibco/loyo_2009", data_dir=str(tmp_path / "tfds"), prepare=False,
+                    train_split="test", train_years="2009", val_split="train", val_years="2010")
+    train, val = sources.make_sources(cfg, seed=0)
+    assert train.names == ["2009_H01", "2009_P01"] and val.names == ["2010_H01", "2010_H02"]
+    # One split for both: the years must be given and disjoint, or pages would leak into validation.
+    for train_years, val_years in (("2009", "2009"), ("2009", ""), ("", "2009")):
+        cfg.tfds.update(train_split="test", val_split="test", train_years=train_years, val_years=val_years)
+        with pytest.raises(ValueError, match="disjoint"):
+            sources.make_sources(cfg, seed=0)
+    cfg.tfds.update(train_years="2009;2010", val_years="")
+    with pytest.raises(ValueError, match="train_years='2009;2010'"):
+        sources.make_sources(cfg, seed=0)

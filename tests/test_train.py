@@ -16,7 +16,10 @@ from binjax import checkpointing, reporting, sharding, train
 from configs import default as default_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIG_FILES = sorted(p.name for p in (REPO / "configs").glob("*.py") if not p.name.startswith("_"))
+CONFIG_FILES = sorted(
+    p.name for p in (REPO / "configs").glob("*.py") if not p.name.startswith("_") and "def get_config" in p.read_text()
+)
+
 
 
 def _smoke(**overrides):
@@ -59,10 +62,13 @@ def test_one_step_on_eight_devices_matches_one_device():
 
 
 @pytest.mark.parametrize("config_file", CONFIG_FILES)
-def test_every_config_loads_and_its_smoke_variant_trains_and_evaluates(config_file, tmp_path):
+def test_every_config_loads_and_its_smoke_variant_trains_and_evaluates(config_file, tmp_path, request):
     module = __import__(f"configs.{config_file[:-3]}", fromlist=["get_config"])
     module.get_config()  # the full config loads too
     config = module.get_config("smoke")
+    if config.data.source == "tfds":  # the DIBCO recipes: their own years of the shared pages
+        config.data.tfds.data_dir = str(request.getfixturevalue("dibco_fixed_data_dir"))
+        config.data.tfds.prepare = False
     scores = train.train_and_evaluate(config, tmp_path)
     assert scores["step"] == config.num_steps
     for key in ("val/f1", "val/iou", "val/dice", "val/precision", "val/recall", "val/loss", "val/otsu_f1"):
@@ -159,3 +165,27 @@ def test_training_stops_loudly_on_a_non_finite_loss_and_keeps_no_bad_checkpoint(
         restored = checkpointing.restore_state(step_dir, train.abstract_train_state(config))
         assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored["params"]))
 
+
+
+def test_warm_start_takes_weights_not_optimizer_or_step(tmp_path):
+    source = _smoke()
+    train.train_and_evaluate(source, tmp_path / "pretrain")
+    mesh = sharding.make_mesh(source.mesh)
+    steps = train.make_steps(source, mesh)
+    fresh = steps.init()
+    started = train.warm_start(steps.init(), tmp_path / "pretrain", steps.state_shardings)
+    trained, _, _ = checkpointing.Checkpointer(tmp_path / "pretrain", every_steps=1).restore(
+        steps.restore_target(), best=True)
+    for key in ("params", "batch_stats"):
+        for a, b in zip(jax.tree.leaves(started[key]), jax.tree.leaves(trained[key])):
+            np.testing.assert_array_equal(a, b)
+    assert int(started["step"]) == 0
+    for a, b in zip(jax.tree.leaves(started["opt_state"]), jax.tree.leaves(fresh["opt_state"])):
+        np.testing.assert_array_equal(a, b)
+
+    # Fine-tuning runs from there; another architecture is refused with the weight that differs.
+    finetune = _smoke(init_from=str(tmp_path / "pretrain"), num_steps=2)
+    assert train.train_and_evaluate(finetune, tmp_path / "finetune")["step"] == 2
+    wider = _smoke(init_from=str(tmp_path / "pretrain"), **{"model.base_width": 8})
+    with pytest.raises(ValueError, match=r"init_from=.*pretrain.*shaped"):
+        train.train_and_evaluate(wider, tmp_path / "wider")

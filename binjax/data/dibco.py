@@ -470,6 +470,9 @@ class DibcoPages(CachedPages):
       data_dir: the tfds data_dir the dataset was prepared in ('' / None: tfds's default).
       config_name: 'fixed', 'loyo_2013', '2009', ... (or 'dibco/fixed').
       split: 'train', 'test', or a tfds slice such as 'train[:85%]'.
+      years: keep only pages of these competition years (None: all). With it one prepared
+        split serves as training and validation source: 'fixed' train with years
+        2009-2012 to train and 2014 to validate, say.
       channels: 1 (grey, ITU-R 601 luma as binjax.imageio) or 3 (grey repeated), per page.
       cache: keep decoded pages after the first read, as FolderPairs does (the 'fixed' train
         split holds ~130 MB of grey pages and masks, ~260 MB with RGB). Not pickled: every
@@ -479,7 +482,7 @@ class DibcoPages(CachedPages):
     _RESET_WHEN_PICKLED = ("_source",)  # the array_record reader is reopened in each worker
 
     def __init__(self, data_dir: PathLike | None, config_name: str = "fixed", split: str = "test",
-                 *, channels: int = 1, cache: bool = True):
+                 *, years: Iterable[int] | None = None, channels: int = 1, cache: bool = True):
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
         self.data_dir = _data_dir(data_dir)
@@ -495,7 +498,15 @@ class DibcoPages(CachedPages):
                 "(or set config.data.tfds.manual_dir)")
         index = dataset.as_data_source(split=split, decoders=_skip_arrays())  # name/year only
         labels = [(int(r["year"]), r["name"].decode()) for r in index]
-        self._order = sorted(range(len(labels)), key=lambda i: (labels[i][0], natural_key(labels[i][1])))
+        kept = range(len(labels))
+        if years is not None:
+            wanted = {int(y) for y in years}
+            found = {year for year, _ in labels}
+            if not wanted <= found:
+                raise ValueError(f"dibco/{self.config_name} split {split!r} has no page of year(s) "
+                                 f"{sorted(wanted - found)}; its years are {sorted(found)}")
+            kept = [i for i in kept if labels[i][0] in wanted]
+        self._order = sorted(kept, key=lambda i: (labels[i][0], natural_key(labels[i][1])))
         self.years = [labels[i][0] for i in self._order]
         self.names = [f"{labels[i][0]}_{labels[i][1]}" for i in self._order]
         self._source = None

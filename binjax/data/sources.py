@@ -40,8 +40,24 @@ def _tfds_sources(cfg: ml_collections.ConfigDict):
     config_name = dibco.config_from_name(t.name)
     if t.prepare and t.manual_dir and not dibco.is_prepared(config_name, t.data_dir):
         dibco.prepare(t.manual_dir, t.data_dir, config_name)
-    make = lambda split: dibco.DibcoPages(t.data_dir, config_name, split, channels=cfg.channels)  # noqa: E731
-    return make(t.train_split), make(t.val_split)
+    train_years, val_years = _years(t.train_years, "train_years"), _years(t.val_years, "val_years")
+    if t.train_split == t.val_split and (train_years is None or val_years is None or set(train_years) & set(val_years)):
+        raise ValueError(
+            f"config.data.tfds: train and validation both read split {t.train_split!r}; give disjoint "
+            f"train_years and val_years (got {t.train_years!r} and {t.val_years!r}) so no page is in both")
+
+    def make(split, years):
+        return dibco.DibcoPages(t.data_dir, config_name, split, years=years, channels=cfg.channels)
+
+    return make(t.train_split, train_years), make(t.val_split, val_years)
+
+
+def _years(value: str, field: str) -> list[int] | None:
+    """'2009,2010' -> [2009, 2010]; '' -> None (every year of the split)."""
+    parts = _folder_list(value)
+    if not all(p.isdigit() for p in parts):
+        raise ValueError(f"config.data.tfds.{field}={value!r}: expected comma-separated years such as '2009,2010'")
+    return [int(p) for p in parts] or None
 
 
 def make_sources(cfg: ml_collections.ConfigDict, seed: int):
