@@ -253,6 +253,24 @@ def test_depthwise_matches_grouped_conv(strides, dilation, size):
     np.testing.assert_allclose(layer(x), reference, atol=1e-5)
 
 
+def test_transposed_conv_2x2_matches_flax_conv_transpose_and_its_gradients():
+    reference = nnx.ConvTranspose(3, 5, (2, 2), strides=(2, 2), padding="VALID", rngs=nnx.Rngs(key()))
+    reference.bias[...] = jax.random.normal(key(), (5,))
+    layer = layers.ConvTranspose2x2(3, 5, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    # Same parameter tree, so checkpoints of either load into the other.
+    assert jax.tree.map(jnp.shape, nnx.state(layer)) == jax.tree.map(jnp.shape, nnx.state(reference))
+    nnx.update(layer, nnx.state(reference))
+    x = batch(2, 5, 7, 3)
+    np.testing.assert_allclose(layer(x), reference(x), atol=1e-5)
+
+    def grads(module):
+        return jax.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1))(module, x)
+
+    (layer_grads, layer_dx), (ref_grads, ref_dx) = grads(layer), grads(reference)
+    np.testing.assert_allclose(layer_dx, ref_dx, atol=1e-5)
+    np.testing.assert_allclose(layer_grads.kernel[...], ref_grads.kernel[...], atol=1e-4)
+
+
 def test_upsample_matches_bilinear_resize():
     x = batch(2, 5, 7, 3)
     reference = jax.image.resize(x, (2, 10, 14, 3), method="bilinear")
