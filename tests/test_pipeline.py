@@ -206,6 +206,21 @@ def test_validation_patches_fixed_and_unaugmented():
     assert ink.size and ink.min() >= 40 and ink.max() <= 49
 
 
+def test_val_fg_patch_fraction_keeps_validation_patches_fixed_across_fg_patch_fraction():
+    # The foreground ablation (configs/ablations/foreground.py) changes fg_patch_fraction only;
+    # with val_fg_patch_fraction set, every run must score the same validation patches.
+    def patches(train_fraction, val_fraction):
+        cfg = _config()
+        cfg.fg_patch_fraction, cfg.val_fg_patch_fraction = train_fraction, val_fraction
+        return pipeline.validation_patches(SOURCE, cfg, seed=0, num_patches=7)["image"]
+
+    np.testing.assert_array_equal(patches(0.0, 0.33), patches(0.66, 0.33))
+    np.testing.assert_array_equal(patches(0.66, None), patches(0.0, 0.66))  # None: follow training
+    assert not np.array_equal(patches(0.0, None), patches(1.0, None))
+    with pytest.raises(ValueError, match="val_fg_patch_fraction"):
+        patches(0.33, 1.5)
+
+
 def test_config_errors_and_pickling():
     cfg = _config()
     cfg.augment.flip = True  # typo of hflip/vflip

@@ -46,6 +46,8 @@ def default_data_config() -> ml_collections.ConfigDict:
       patch_size: side P of the square training patches (pixels).
       fg_patch_fraction: probability that a patch is centred on a random foreground pixel
         (nnU-Net uses 1/3). Pages without foreground always give uniform crops.
+      val_fg_patch_fraction: the same for the fixed validation patches; None = fg_patch_fraction.
+        Set it when fg_patch_fraction is what is compared, so every run scores the same patches.
       read_threads: grain reader threads (ReadOptions.num_threads).
       prefetch: batches buffered ahead (ReadOptions.prefetch_buffer_size).
       augment: ConfigDict of augmentations (geometric ones move image and mask together;
@@ -69,6 +71,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
     cfg.patch_size = 256
     cfg.fg_patch_fraction = 0.33
+    cfg.val_fg_patch_fraction = None
     cfg.read_threads = 2
     cfg.prefetch = 4
     cfg.augment = ml_collections.ConfigDict(dataclasses.asdict(Augment()))
@@ -376,14 +379,18 @@ def _seeds(seed: int, shard_index: int) -> tuple[int, int]:
     return int(shuffle_seed), int(map_seed)
 
 
+def _fraction(data_cfg: Any, name: str) -> float:
+    value = float(data_cfg[name])
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"data_cfg.{name} must be in [0, 1], got {value}")
+    return value
+
+
 def _patch_settings(data_cfg: Any) -> tuple[int, float, Augment]:
     patch_size = int(data_cfg.patch_size)
-    fg_fraction = float(data_cfg.fg_patch_fraction)
     if patch_size < 1:
         raise ValueError(f"data_cfg.patch_size must be positive, got {patch_size}")
-    if not 0.0 <= fg_fraction <= 1.0:
-        raise ValueError(f"data_cfg.fg_patch_fraction must be in [0, 1], got {fg_fraction}")
-    return patch_size, fg_fraction, Augment.from_config(data_cfg.get("augment"))
+    return patch_size, _fraction(data_cfg, "fg_patch_fraction"), Augment.from_config(data_cfg.get("augment"))
 
 
 def train_dataset(
@@ -418,14 +425,17 @@ def validation_patches(source: Any, data_cfg: Any, *, seed: int, num_patches: in
     """A fixed set of crops for periodic validation: {'image': [N,P,P,C], 'mask': [N,P,P,1]}.
 
     Patch i comes from page i mod len(source) (every page is represented), cropped with the
-    training sampler (same fg_patch_fraction, same padding) but without scaling or any other
-    augmentation. Deterministic in (seed, source, patch_size, fg_patch_fraction).
+    training sampler (same padding; val_fg_patch_fraction if set, else fg_patch_fraction) but
+    without scaling or any other augmentation. Deterministic in (seed, source, patch_size, that
+    fraction).
     """
     if num_patches < 1:
         raise ValueError(f"num_patches must be positive, got {num_patches}")
     if len(source) < 1:
         raise ValueError("the source is empty")
     patch_size, fg_fraction, _ = _patch_settings(data_cfg)
+    if data_cfg.get("val_fg_patch_fraction") is not None:
+        fg_fraction = _fraction(data_cfg, "val_fg_patch_fraction")
     images, masks = [], []
     for i in range(num_patches):
         rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
