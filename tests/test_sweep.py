@@ -2,6 +2,7 @@
 
 import csv
 import importlib
+import json
 import os
 import pathlib
 import subprocess
@@ -14,6 +15,23 @@ from binjax import sweep
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ABLATIONS = sorted(p.stem for p in (REPO / "configs" / "ablations").glob("*.py") if not p.name.startswith("_"))
+# Whole smoke sweeps trained end to end, and with how many `launch.train` subprocesses (0: in process).
+WHOLE_SMOKE_SWEEPS = {"augmentation": 2, "foreground": 0, "width_depth": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_compilation_cache(tmp_path_factory):
+    """One persistent XLA cache for this module's sweep subprocesses: same-shaped runs compile once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("xla_cache")))
+        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        yield
+
+
+def _field(config, dotted):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
 
 
 def test_grid_and_with_seeds():
@@ -68,6 +86,8 @@ def test_ablation_configs_load_and_their_sweeps_apply(name):
         for overrides in experiment.runs:
             config = experiment.config(overrides)  # every run's config loads, overrides apply
             assert (config.num_steps == 4) == (arg == "smoke")
+            for key, value in overrides.items():
+                assert key == sweep.ARG or _field(config, key) == value
 
 
 def test_architecture_sweep_builds_each_model():
@@ -125,3 +145,45 @@ def test_sweep_runs_skips_finished_runs_and_reports(tmp_path):
     for metric in sweep.METRICS:
         assert (tmp_path / "plots" / f"{metric.replace('/', '_')}_by_run.png").stat().st_size > 0
     assert (tmp_path / "plots" / "val_curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE_SMOKE_SWEEPS))
+def test_whole_smoke_sweep_trains_skips_and_reports(name, tmp_path):
+    parallel = WHOLE_SMOKE_SWEEPS[name]
+    args = [f"--config=configs/ablations/{name}.py:smoke", f"--workdir={tmp_path}", f"--parallel={parallel}"]
+    runs = sweep.Sweep(f"configs/ablations/{name}.py:smoke", tmp_path).runs
+    first = _sweep(*args)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    assert f"{len(runs)} to start" in first.stdout and f"Sweep finished: {len(runs)} trained now" in first.stdout
+    for overrides in runs:
+        run = tmp_path / sweep.run_name(overrides)
+        assert (run / sweep.DONE).exists() and (run / "metrics.jsonl").exists()
+        assert (run / "train.log").exists() == (parallel > 0)
+        config = ml_collections.ConfigDict(json.loads((run / "config.json").read_text()))
+        for key, value in overrides.items():  # the run trained with its overrides (also via the CLI)
+            assert _field(config, key) == value, (run, key)
+
+    if parallel:  # (test_sweep_runs_skips_finished_runs_and_reports checks skipping in process)
+        again = _sweep(*args)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert f"{len(runs)} done (skipped)" in again.stdout and "0 trained now" in again.stdout
+
+    report = _sweep(*args, "--report")
+    assert report.returncode == 0, report.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    assert [r["run"] for r in rows] == [sweep.run_name(o) for o in runs]
+    assert all(r["status"] == "done" and r["last_val_step"] == "4" for r in rows)
+    md = (tmp_path / "report.md").read_text()
+    for group in {sweep.group_key(o) for o in runs}:
+        assert f"| {group} | 2 (2) |" in md
+    assert (tmp_path / "plots" / "val_curves.png").stat().st_size > 0
+    assert all((tmp_path / "plots" / f"{m.replace('/', '_')}_by_run.png").exists() for m in sweep.METRICS)
+
+    by_seed = {}
+    for r in rows:
+        by_seed.setdefault(r["seed"], set()).add(r["final_val/otsu_f1"])
+    if name == "width_depth":  # each point of the grid is a different model
+        assert len({r["num_params"] for r in rows}) == len(runs) // 2
+    else:  # the same model, and every arm scored on the same validation patches (Otsu scores them alike)
+        assert len({r["num_params"] for r in rows}) == 1
+        assert all(len(otsu) == 1 for otsu in by_seed.values()), by_seed
