@@ -176,6 +176,35 @@ def shell_command(cmd: Sequence[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
+def slurm_array_script(experiment: Sweep, runs: Sequence[Mapping[str, Any]], *, python: str = "python",
+                       cwd: str | pathlib.Path) -> str:
+    """An sbatch script for a job array whose task i trains runs[i] (`Sweep.command`, resumable).
+
+    The commands name config and workdir as given, so the script first changes to `cwd` (where they
+    resolve, normally the repository); each task's log goes to ROOT/slurm/<job>_<task>.out (absolute,
+    ROOT/slurm must exist). Resources are not set here: add them on the command line, where they
+    override the script, e.g. `sbatch --partition=gpu --gres=gpu:1 --time=4:00:00 --array=0-7%2`.
+    """
+    if not runs:
+        raise ValueError("no runs to put in a SLURM array")
+    log_dir = (pathlib.Path(cwd) / experiment.root / "slurm").resolve()
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={shlex.quote('sweep_' + pathlib.Path(experiment.path).stem)}",
+        f"#SBATCH --array=0-{len(runs) - 1}",
+        f"#SBATCH --output={log_dir}/%A_%a.out",
+        f"# {len(runs)} runs of {experiment.config_spec}, task i = run i; a resubmitted task resumes its run.",
+        "set -euo pipefail",
+        f"cd {shlex.quote(str(pathlib.Path(cwd).resolve()))}",
+        'case "${SLURM_ARRAY_TASK_ID:?not a SLURM array task}" in',
+    ]
+    for i, overrides in enumerate(runs):
+        lines.append(f"  {i})  # {run_name(overrides)}")
+        lines.append(f"    exec {shell_command(experiment.command(overrides, python=python))} ;;")
+    lines += [f'  *) echo "task $SLURM_ARRAY_TASK_ID: this array has tasks 0-{len(runs) - 1}" >&2; exit 2 ;;', "esac", ""]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------ Run state
 def run_status(workdir: pathlib.Path, num_steps: int) -> str:
     """'done' once DONE exists or a validation record reached num_steps (a run trained elsewhere)."""

@@ -7,12 +7,15 @@ config.num_steps) are skipped.
   python -m launch.sweep --config=configs/ablations/loss.py:smoke --workdir=/tmp/binjax/ablate_loss
   python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --parallel=2
   python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --print_commands \
-      > commands.txt   # one launch/train.py command per line, e.g. for a SLURM array
+      > commands.txt   # one launch/train.py command per line, e.g. for a scheduler
+  python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --slurm_array=loss.sbatch
+  sbatch --partition=gpu --gres=gpu:1 --time=2:00:00 loss.sbatch  # task i trains run i
   python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --report
 """
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
 
+import os  # noqa: E402
 import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -26,7 +29,8 @@ _CONFIG = flags.DEFINE_string("config", None, "Sweep file with get_config() and 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root: each run trains in <workdir>/<run name>.")
 _PARALLEL = flags.DEFINE_integer("parallel", 0, "0: train the runs one after another in this process; N: N `launch.train` subprocesses at a time (logs in <run>/train.log).")
 _PRINT = flags.DEFINE_bool("print_commands", False, "Print one launch/train.py command per run (all runs; finished ones resume and exit at once) and exit.")
-_PYTHON = flags.DEFINE_string("python", "python", "Interpreter named in --print_commands output.")
+_SLURM = flags.DEFINE_string("slurm_array", None, "Write an sbatch job-array script to this path (task i trains run i of --print_commands, from the current directory; logs in <workdir>/slurm/) and exit. Resources go on the sbatch command line.")
+_PYTHON = flags.DEFINE_string("python", "python", "Interpreter named in --print_commands and --slurm_array output.")
 _REPORT = flags.DEFINE_bool("report", False, "Write <workdir>/report.csv, report.md and plots/*.png from the runs so far, and exit.")
 _ONLY = flags.DEFINE_string("only", None, "Only runs whose name matches this regular expression (re.search), e.g. 'name=dice,|seed=0'.")
 _LIMIT = flags.DEFINE_integer("limit", None, "Only the first N runs (after --only).")
@@ -102,6 +106,15 @@ def main(argv):
     if _PRINT.value:
         for overrides in runs:
             print(sweep.shell_command(experiment.command(overrides, python=_PYTHON.value)))
+        return
+
+    if _SLURM.value:
+        script = sweep.slurm_array_script(experiment, runs, python=_PYTHON.value, cwd=os.getcwd())
+        (experiment.root / "slurm").mkdir(parents=True, exist_ok=True)  # sbatch fails on a missing log dir
+        with open(_SLURM.value, "w") as f:
+            f.write(script)
+        print(f"Wrote {_SLURM.value}: a SLURM array of {len(runs)} runs (tasks 0-{len(runs) - 1}); "
+              f"submit with: sbatch [resources] {_SLURM.value}")
         return
 
     if _REPORT.value:

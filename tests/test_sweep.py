@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import pathlib
+import shlex
 import subprocess
 import sys
 
@@ -145,6 +146,35 @@ def test_sweep_runs_skips_finished_runs_and_reports(tmp_path):
     for metric in sweep.METRICS:
         assert (tmp_path / "plots" / f"{metric.replace('/', '_')}_by_run.png").stat().st_size > 0
     assert (tmp_path / "plots" / "val_curves.png").stat().st_size > 0
+
+
+def test_print_commands_one_per_run_and_slurm_array_task_i_runs_run_i(tmp_path):
+    args = ["--config=configs/ablations/width_depth.py:smoke", f"--workdir={tmp_path}/root", "--python=echo"]
+    printed = _sweep(*args, "--print_commands")
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.strip().splitlines()
+    runs = sweep.Sweep("configs/ablations/width_depth.py:smoke", tmp_path / "root").runs
+    assert len(lines) == len(runs) == 8
+    for line, overrides in zip(lines, runs):
+        cmd = shlex.split(line)
+        assert cmd[:4] == ["echo", "-m", "launch.train", "--config=configs/ablations/width_depth.py:smoke"]
+        assert cmd[4] == f"--workdir={tmp_path}/root/{sweep.run_name(overrides)}"
+        assert sorted(cmd[5:]) == sorted(f"--config.{k}={v}" for k, v in overrides.items())
+
+    script = tmp_path / "width_depth.sbatch"
+    written = _sweep(*args, f"--slurm_array={script}")
+    assert written.returncode == 0, written.stderr
+    text = script.read_text()
+    assert "#SBATCH --array=0-7\n" in text and f"#SBATCH --output={tmp_path}/root/slurm/%A_%a.out" in text
+    assert (tmp_path / "root" / "slurm").is_dir()
+    for task, line in enumerate(lines):  # with python=echo, task i prints run i's command line
+        ran = subprocess.run(["bash", str(script)], env=dict(os.environ, SLURM_ARRAY_TASK_ID=str(task)),
+                             cwd=tmp_path, capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.split() == shlex.split(line)[1:]
+    for env in (dict(os.environ, SLURM_ARRAY_TASK_ID="8"), {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}):
+        ran = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+        assert ran.returncode != 0 and ran.stdout == ""
 
 
 @pytest.mark.parametrize("name", sorted(WHOLE_SMOKE_SWEEPS))
