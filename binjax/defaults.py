@@ -57,6 +57,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.mesh = sharding.default_mesh_config()
 
     config.batch_size = 8  # global batch, split over the data axes of the mesh
+    # Gradient accumulation: each step averages the gradients of this many micro-batches of
+    # batch_size / grad_accum_steps (same update, less activation memory). BatchNorm then
+    # normalises with micro-batch statistics, as PyTorch would.
+    config.grad_accum_steps = 1
     config.num_steps = 600
     config.compute_dtype = "float32"  # 'bfloat16': bf16 activations, float32 params and loss
     # Warm start: a workdir or checkpoint whose weights (params + BatchNorm stats, not the

@@ -1,8 +1,16 @@
-"""The device mesh and how arrays are laid out on it.
+"""The device mesh and how arrays are laid out on it: every sharding rule of binjax lives here.
 
-Data parallel first: the batch is split over the 'data' mesh axis and the train state is
-replicated. Mesh axes and sizes come from the config (`config.mesh.shape`, `config.mesh.axes`;
--1 fills the remaining devices), so the same config runs on one CPU, 8 devices or many hosts.
+Mesh axes and sizes come from the config (`config.mesh.shape`, `config.mesh.axes`; -1 fills
+the remaining devices), so the same config runs on one CPU, 8 devices or many hosts.
+
+  'data'   data parallel: the batch is split over it, the train state is replicated.
+  'fsdp'   fully sharded data parallel (ZeRO-3): the batch is split over it too, and every
+           parameter, its optimizer moments and BatchNorm statistics are split along their
+           largest dimension that the axis size divides (tensors under
+           `config.mesh.fsdp_min_size` elements stay replicated: sharding them saves nothing).
+           XLA inserts the all-gathers before use and reduce-scatters the gradients.
+
+E.g. axes ('data', 'fsdp') with shape (-1, 2): pairs of devices share one copy of the state.
 """
 
 from __future__ import annotations
@@ -19,8 +27,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 BATCH_AXES = ("data", "fsdp")
 
 
+FSDP_AXIS = "fsdp"
+
+
 def default_mesh_config() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(shape=(-1,), axes=("data",)))
+    return ml_collections.ConfigDict(dict(shape=(-1,), axes=("data",), fsdp_min_size=2**12))
 
 
 def resolve_mesh_shape(shape: tuple[int, ...], num_devices: int) -> tuple[int, ...]:
@@ -79,6 +90,19 @@ def global_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax
     }
 
 
-def state_shardings(abstract_state: Any, mesh: Mesh) -> Any:
-    """Shardings for the train state: replicated (data parallel)."""
-    return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+def fsdp_spec(shape: tuple[int, ...], fsdp_size: int, min_size: int) -> P:
+    """The partition of one state tensor over the 'fsdp' axis: its largest divisible dimension."""
+    if fsdp_size <= 1 or math.prod(shape) < min_size:
+        return P()
+    for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
+        if shape[dim] % fsdp_size == 0:
+            return P(*([None] * dim), FSDP_AXIS)
+    return P()
+
+
+def state_shardings(abstract_state: Any, mesh: Mesh, fsdp_min_size: int = 2**12) -> Any:
+    """Shardings for the train state: replicated over 'data', split over 'fsdp' (see fsdp_spec)."""
+    fsdp_size = mesh.shape.get(FSDP_AXIS, 1)
+    return jax.tree.map(
+        lambda leaf: NamedSharding(mesh, fsdp_spec(tuple(leaf.shape), fsdp_size, fsdp_min_size)), abstract_state
+    )

@@ -98,7 +98,8 @@ def warm_start(state: dict, init_from: str | pathlib.Path, state_shardings) -> d
                     f"this model needs {leaf.shape} (model {source_config.model.name!r} on "
                     f"{source_config.data.channels} channel(s) there)"
                 )
-        loaded = [theirs[path].astype(leaf.dtype) for path, leaf in ours]
+        # numpy, not arrays on this host's device: device_put of those onto other hosts' devices fails
+        loaded = [np.asarray(theirs[path]).astype(leaf.dtype) for path, leaf in ours]
         state[key] = jax.device_put(jax.tree.unflatten(treedef, loaded), state_shardings[key])
     logging.info("initialised params and BatchNorm stats from %s", step_dir)
     return state
@@ -109,23 +110,56 @@ def to_unit_range(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32) / 255.0
 
 
+def split_micro_batches(x: jax.Array, count: int) -> jax.Array:
+    """[B, ...] -> [count, B / count, ...]; micro-batch i holds rows i, i + count, i + 2 count, ...
+
+    Strided rather than contiguous: with the batch sharded over devices, every micro-batch then
+    takes an equal share of each device's rows and no device idles.
+    """
+    return jnp.swapaxes(x.reshape(x.shape[0] // count, count, *x.shape[1:]), 0, 1)
+
+
 def make_train_step(config, train_graphdef, tx, schedule, loss_fn):
-    """The jitted-to-be update: one optimizer step on one global batch; returns (state, health)."""
+    """The jitted-to-be update: one optimizer step on one global batch; returns (state, health).
+
+    With config.grad_accum_steps = k > 1 the batch is split into k micro-batches whose gradients
+    are averaged in a lax.scan before the one optimizer update (BatchNorm statistics carry from
+    one micro-batch to the next; reported loss terms are micro-batch means).
+    """
     dropout_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    accum_steps = int(config.grad_accum_steps)
 
-    def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
-        step = state["step"]
-        images, targets = to_unit_range(batch["image"]), batch["mask"].astype(jnp.float32)
-        rngs = nnx.Rngs(dropout=jax.random.fold_in(dropout_key, step))
-
+    def gradients(params, batch_stats, images, targets, key):
         def loss_of(params):
-            model = nnx.merge(train_graphdef, params, state["batch_stats"])
-            logits = model(images, rngs=rngs)
+            model = nnx.merge(train_graphdef, params, batch_stats)
+            logits = model(images, rngs=nnx.Rngs(dropout=key))
             new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
             terms = loss_fn(logits, targets)
             return terms["loss"], (terms, new_stats)
 
-        grads, (terms, new_stats) = jax.grad(loss_of, has_aux=True)(state["params"])
+        return jax.grad(loss_of, has_aux=True)(params)
+
+    def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
+        step = state["step"]
+        images, targets = to_unit_range(batch["image"]), batch["mask"].astype(jnp.float32)
+        key = jax.random.fold_in(dropout_key, step)
+        if accum_steps == 1:
+            grads, (terms, new_stats) = gradients(state["params"], state["batch_stats"], images, targets, key)
+        else:
+            def accumulate(carry, micro):
+                grad_sum, batch_stats = carry
+                index, micro_images, micro_targets = micro
+                grads, (terms, batch_stats) = gradients(
+                    state["params"], batch_stats, micro_images, micro_targets, jax.random.fold_in(key, index))
+                return (jax.tree.map(jnp.add, grad_sum, grads), batch_stats), terms
+
+            micro_batches = (jnp.arange(accum_steps), split_micro_batches(images, accum_steps),
+                             split_micro_batches(targets, accum_steps))
+            zeros = jax.tree.map(jnp.zeros_like, state["params"])
+            (grad_sum, new_stats), micro_terms = jax.lax.scan(
+                accumulate, (zeros, state["batch_stats"]), micro_batches)
+            grads = jax.tree.map(lambda g: g / accum_steps, grad_sum)
+            terms = jax.tree.map(jnp.mean, micro_terms)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         health = {f"train/{k}": v for k, v in terms.items()}
@@ -179,7 +213,7 @@ def make_steps(config: ml_collections.ConfigDict, mesh) -> Steps:
     loss_fn = losses.make_loss(config.loss)
     train_graphdef, eval_graphdef = model_graphdefs(config)
     abstract_state = abstract_train_state(config, tx)
-    state_shardings = sharding.state_shardings(abstract_state, mesh)
+    state_shardings = sharding.state_shardings(abstract_state, mesh, config.mesh.fsdp_min_size)
     replicated = sharding.replicated(mesh)
     return Steps(
         abstract_state=abstract_state,
@@ -240,10 +274,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # ---------------------------------------------------------------- Mesh
     mesh = sharding.make_mesh(config.mesh)
     dp = sharding.data_parallel_size(mesh)
-    if config.batch_size % dp or config.batch_size % jax.process_count():
+    accum = config.grad_accum_steps
+    if accum < 1 or config.batch_size % (dp * accum) or config.batch_size % jax.process_count():
         raise ValueError(
             f"config.batch_size={config.batch_size} must divide over {dp} data-parallel devices "
-            f"and {jax.process_count()} processes"
+            f"times config.grad_accum_steps={accum} micro-batches, and over {jax.process_count()} processes"
         )
     logging.info("mesh %s over %d devices (%d processes)", dict(mesh.shape), mesh.size, jax.process_count())
 

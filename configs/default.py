@@ -20,6 +20,7 @@ def get_config(arg: str | None = None):
             norm="batch",
             upsample="transpose",
             dropout=0.0,
+            remat=False,  # True: recompute block activations in the backward pass (less memory)
             skips=True,
         )
     )

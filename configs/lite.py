@@ -21,6 +21,7 @@ def get_config(arg: str | None = None):
             head_width=8,
             norm="batch",
             dropout=0.0,
+            remat=False,  # True: recompute block activations in the backward pass (less memory)
         )
     )
     return defaults.apply_variant(

@@ -180,6 +180,18 @@ class ConvNormAct(nnx.Module):
         return x if self.activation is None else self.activation(x)
 
 
+def call_block(block: nnx.Module, *args: jax.Array, remat: bool = False) -> jax.Array:
+    """block(*args), rematerialised in the backward pass when `remat` (jax.checkpoint via nnx.remat).
+
+    Remat keeps only each block's inputs for the backward pass and recomputes its activations:
+    less memory for large patches or batches, at about one more forward pass of compute.
+    BatchNorm statistics update as without remat (nnx carries the state through).
+    """
+    if not remat:
+        return block(*args)
+    return nnx.remat(lambda module, *inputs: module(*inputs))(block, *args)
+
+
 def check_input(x: jax.Array, in_channels: int, model_name: str) -> None:
     """Clear errors for the two mistakes callers make: NCHW / HW arrays and wrong channel count."""
     if x.ndim != 4:

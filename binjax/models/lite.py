@@ -88,6 +88,8 @@ class LiteUNet(nnx.Module):
       norm: 'batch' | 'group' | 'none'.
       dropout: rate applied once, to the deepest features.
       pad_mode: 'reflect' | 'edge' padding to a multiple of 2**len(widths).
+      remat: recompute each encoder block's and decoder stage's activations in the backward
+        pass instead of keeping them (less memory, more compute).
       dtype: compute dtype; parameters stay float32, logits come back float32.
     """
 
@@ -103,6 +105,7 @@ class LiteUNet(nnx.Module):
         norm: str = "batch",
         dropout: float = 0.0,
         pad_mode: str = "reflect",
+        remat: bool = False,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -120,6 +123,7 @@ class LiteUNet(nnx.Module):
         self.in_channels = in_channels
         self.depth = len(widths)
         self.pad_mode = pad_mode
+        self.remat = bool(remat)
         self.dtype = dtype
 
         downs, stages = [], []
@@ -165,11 +169,11 @@ class LiteUNet(nnx.Module):
         for down, stage in zip(self.downs, self.stages):
             x = down(x)
             for block in stage:
-                x = block(x)
+                x = layers.call_block(block, x, remat=self.remat)
             features.append(x)
         x = layers.run_dropout(self.dropout, x, rngs, "LiteUNet")
         for stage, skip in zip(self.decoder, reversed(features[:-1])):
-            x = stage(x, skip)
+            x = layers.call_block(stage, x, skip, remat=self.remat)
         x = layers.upsample2x(self.squeeze(x))
         x = jnp.concatenate([x, image], axis=-1)
         x = self.refine(self.refine_depthwise(x))
