@@ -30,6 +30,40 @@ def peak_device_memory_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
+# Dense peak FLOP/s per chip for MFU, by (device_kind prefix, dtype): vendors' datasheet figures
+# without sparsity. float32 on GPUs is the non-tensor-core peak, as XLA runs f32 convs by default.
+PEAK_FLOPS = {
+    ("NVIDIA H100", "bfloat16"): 989e12, ("NVIDIA H100", "float32"): 67e12,
+    ("NVIDIA H200", "bfloat16"): 989e12, ("NVIDIA H200", "float32"): 67e12,
+    ("NVIDIA A100", "bfloat16"): 312e12, ("NVIDIA A100", "float32"): 19.5e12,
+    ("NVIDIA L4", "bfloat16"): 121e12, ("NVIDIA L4", "float32"): 30e12,
+    ("TPU v4", "bfloat16"): 275e12, ("TPU v5 lite", "bfloat16"): 197e12,
+    ("TPU v5p", "bfloat16"): 459e12, ("TPU v6 lite", "bfloat16"): 918e12,
+}
+
+
+def peak_flops_per_s(device_kind: str, dtype: str) -> float | None:
+    """The chip's dense peak for `dtype`, or None where unknown (CPUs: no meaningful single peak)."""
+    for (prefix, peak_dtype), peak in PEAK_FLOPS.items():
+        if device_kind.startswith(prefix) and dtype == peak_dtype:
+            return peak
+    return None
+
+
+def _memory(compiled) -> dict:
+    """XLA's own accounting of the compiled step's device memory (per device), in GiB."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # not every backend implements it
+        return {}
+    if stats is None:
+        return {}
+    return {
+        "temp_gib": stats.temp_size_in_bytes / 2**30,
+        "argument_gib": stats.argument_size_in_bytes / 2**30,
+    }
+
+
 def _flops(compiled) -> float | None:
     try:
         analysis = compiled.cost_analysis()
@@ -40,9 +74,13 @@ def _flops(compiled) -> float | None:
     return float(analysis.get("flops", 0.0)) or None
 
 
-def train_throughput(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2) -> dict:
-    """Times `steps` train steps after `warmup` ones on one fixed batch of the config's shape."""
-    mesh = sharding.make_mesh(config.mesh)
+def train_throughput(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2,
+                     devices=None) -> dict:
+    """Times `steps` train steps after `warmup` ones on one fixed batch of the config's shape.
+
+    devices: the devices to build the mesh over (default all); a scaling table passes subsets.
+    """
+    mesh = sharding.make_mesh(config.mesh, devices=devices)
     jitted = train.make_steps(config, mesh)
     state = jitted.init()
     rng = np.random.default_rng(0)
@@ -70,15 +108,23 @@ def train_throughput(config: ml_collections.ConfigDict, *, steps: int = 10, warm
         jax.block_until_ready(health)
         times.append(time.perf_counter() - start)
     step_s = statistics.median(times)
+    device_kind = mesh.devices.flat[0].device_kind
+    peak = peak_flops_per_s(device_kind, config.compute_dtype)
+    achieved = None if flops is None else flops / step_s
     return {
         "devices": mesh.size,
+        "device_kind": device_kind,
         "batch_size": b,
         "patch_size": p,
         "compile_s": compile_s,
         "step_s": step_s,
         "train_images_per_s": b / step_s,
         "step_gflops": None if flops is None else flops / 1e9,
-        "achieved_tflops_per_s": None if flops is None else flops / step_s / 1e12,
+        "achieved_tflops_per_s": None if achieved is None else achieved / 1e12,
+        # Model FLOPs utilisation: XLA's count of the step's FLOPs (forward, backward and the
+        # optimizer; remat's recomputation counts too) over the chips' peak.
+        "mfu": None if achieved is None or peak is None else achieved / (peak * mesh.size),
+        **_memory(compiled),
     }
 
 

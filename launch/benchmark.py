@@ -4,8 +4,12 @@
   python -m launch.benchmark --config=configs/lite.py --what=inference --page=6000x8000
   python -m launch.benchmark --config=configs/default.py --config.batch_size=8 \
       --config.data.patch_size=256 --json_out=/tmp/bench.json
+  python -m launch.benchmark --config=configs/default.py --what=train --scaling=1,2   # over devices
 
-Each run prints a markdown table; --json_out appends one JSON object per line.
+Each run prints a markdown table; --json_out appends one JSON object per line, --markdown_out
+writes the table. Train rows report images/s, step time, compile time, XLA's FLOP count of the
+step, achieved FLOP/s and, on GPUs/TPUs with a known peak, MFU; inference rows megapixels/s of
+full-page tiled inference. launch/benchmark_pytorch.py times the same U-Net in PyTorch.
 """
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
@@ -22,7 +26,11 @@ _PAGE = flags.DEFINE_string("page", "2048x2048", "Page HxW for full-page inferen
 _TILE = flags.DEFINE_integer("tile", 512, "Inference tile size.")
 _OVERLAP = flags.DEFINE_float("overlap", 0.5, "Inference tile overlap (0.5 = nnU-Net's default; 0 = raw tiles).")
 _INFER_BATCH = flags.DEFINE_integer("inference_batch", 4, "Tiles per inference call.")
+_SCALING = flags.DEFINE_list(
+    "scaling", [], "Train on the first N devices for each N listed (e.g. 1,2,4,8): a scaling table. "
+    "Default: all devices once. The global batch stays config.batch_size.")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Append results as JSON lines to this file.")
+_MARKDOWN_OUT = flags.DEFINE_string("markdown_out", None, "Write the markdown table to this file.")
 flags.mark_flag_as_required("config")
 
 
@@ -49,7 +57,12 @@ def main(argv):
     }
     rows = []
     if "train" in _WHAT.value:
-        rows.append(dict(base, bench="train", **benchmark.train_throughput(config, steps=_STEPS.value)))
+        counts = [int(n) for n in _SCALING.value] or [jax.device_count()]
+        for count in counts:
+            if count > jax.device_count():
+                raise ValueError(f"--scaling={count}: only {jax.device_count()} devices (on CPU see --host_devices)")
+            rows.append(dict(base, bench="train", **benchmark.train_throughput(
+                config, steps=_STEPS.value, devices=jax.devices()[:count])))
     if "inference" in _WHAT.value:
         height, width = (int(v) for v in _PAGE.value.lower().split("x"))
         rows.append(
@@ -67,7 +80,11 @@ def main(argv):
         device_peak = benchmark.peak_device_memory_bytes()
         if device_peak is not None:
             row["peak_device_memory_gib"] = device_peak / 2**30
-    print(_markdown(rows))
+    table = _markdown(rows)
+    print(table)
+    if _MARKDOWN_OUT.value:
+        with open(_MARKDOWN_OUT.value, "w") as f:
+            f.write(table + "\n")
     if _JSON_OUT.value:
         with open(_JSON_OUT.value, "a") as f:
             for row in rows:

@@ -1,0 +1,162 @@
+"""The PyTorch reference for launch/benchmark.py: the same U-Net, step and tiles, timed in PyTorch.
+
+binjax's speed targets are set against PyTorch on the same CPU. This script builds PyTorch's
+version of binjax's default U-Net (depth 4, widths 16-256, 3x3 conv + BatchNorm + ReLU twice per
+level, 2x2 max-pool, 2x2 stride-2 transposed-conv upsampling, 1x1 head: 1,942,289 parameters,
+checked below) and times what launch/benchmark.py times for binjax:
+  train      one AdamW step on BCE + soft Dice, batch 8 x 256^2 grey patches (float32)
+  inference  eval-mode forward passes over 512^2 tiles, 4 per batch, no overlap: megapixels/s
+
+It does not import binjax or JAX and needs only torch and numpy, installed apart from binjax
+(torch is no dependency of binjax):
+
+  python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch numpy
+  /tmp/torchenv/bin/python launch/benchmark_pytorch.py --threads=2 --json_out=/tmp/bench.json
+
+Prints a markdown row per benchmark and appends JSON lines in launch/benchmark.py's format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+UNET_PARAMETERS = 1_942_289  # binjax's configs/default.py U-Net
+
+
+def double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels: int = 1, base_width: int = 16, depth: int = 4):
+        super().__init__()
+        widths = [base_width * 2**i for i in range(depth + 1)]
+        self.encoder = nn.ModuleList()
+        features = in_channels
+        for width in widths[:-1]:
+            self.encoder.append(double_conv(features, width))
+            features = width
+        self.bottleneck = double_conv(features, widths[-1])
+        self.ups, self.decoder = nn.ModuleList(), nn.ModuleList()
+        features = widths[-1]
+        for width in reversed(widths[:-1]):
+            self.ups.append(nn.ConvTranspose2d(features, width, 2, stride=2))
+            self.decoder.append(double_conv(2 * width, width))
+            features = width
+        self.head = nn.Conv2d(features, 1, 1)
+
+    def forward(self, x):
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottleneck(x)
+        for up, block, skip in zip(self.ups, self.decoder, reversed(skips)):
+            x = block(torch.cat([up(x), skip], dim=1))
+        return self.head(x)
+
+
+def bce_dice(logits, targets):
+    bce = F.binary_cross_entropy_with_logits(logits, targets)
+    probs = torch.sigmoid(logits)
+    dice = 1 - (2 * (probs * targets).sum() + 1) / (probs.sum() + targets.sum() + 1)
+    return bce + dice
+
+
+def time_train(model, batch: int, patch: int, steps: int, channels_last: bool) -> dict:
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.random((batch, 1, patch, patch), dtype=np.float32))
+    targets = torch.from_numpy((rng.random((batch, 1, patch, patch)) < 0.1).astype(np.float32))
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = bce_dice(model(images), targets)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    step_s = statistics.median(times)
+    return {"bench": "train", "batch_size": batch, "patch_size": patch, "step_s": step_s,
+            "train_images_per_s": batch / step_s}
+
+
+@torch.no_grad()
+def time_inference(model, tile: int, batch: int, repeats: int, channels_last: bool) -> dict:
+    model.eval()
+    tiles = torch.rand(batch, 1, tile, tile)
+    if channels_last:
+        tiles = tiles.contiguous(memory_format=torch.channels_last)
+    torch.sigmoid(model(tiles))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.sigmoid(model(tiles))
+        times.append(time.perf_counter() - start)
+    batch_s = statistics.median(times)
+    return {"bench": "inference", "tile": tile, "overlap": 0.0, "batch_size": batch,
+            "megapixels_per_s": batch * tile * tile / 1e6 / batch_s}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
+    parser.add_argument("--what", default="train,inference", help="train, inference or both")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--patch_size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10, help="timed train steps after 2 warm-up steps")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--inference_batch", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5, help="timed inference batches")
+    parser.add_argument("--channels_last", action="store_true", help="NHWC memory format (oneDNN)")
+    parser.add_argument("--json_out", default=None, help="append results as JSON lines here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = UNet()
+    num_params = sum(p.numel() for p in model.parameters())
+    if num_params != UNET_PARAMETERS:
+        raise SystemExit(f"PyTorch U-Net has {num_params:,} parameters, binjax's has {UNET_PARAMETERS:,}")
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    base = {"framework": f"pytorch {torch.__version__}", "model": "unet", "threads": torch.get_num_threads(),
+            "parameters": num_params, "channels_last": args.channels_last}
+    rows = []
+    what = args.what.split(",")
+    if "train" in what:
+        rows.append(dict(base, **time_train(model, args.batch_size, args.patch_size, args.steps, args.channels_last)))
+    if "inference" in what:
+        rows.append(dict(base, **time_inference(model, args.tile, args.inference_batch, args.repeats,
+                                                args.channels_last)))
+    for row in rows:
+        print(" | ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    if args.json_out:
+        with open(args.json_out, "a") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
