@@ -121,25 +121,27 @@ def test_fg_forced_crop_contains_the_chosen_pixel_exactly():
         assert mask.any()
 
 
-def test_shards_partition_the_data():
-    for n, k in [(10, 3), (9, 3), (2, 4)]:
-        shards = [pipeline.shard_indices(n, i, k) for i in range(k)]
-        assert len({len(s) for s in shards}) == 1  # equal sizes on every process
-        assert set().union(*shards) == set(range(n))  # nothing dropped
-        if n % k == 0:
-            assert sorted(sum(shards, [])) == list(range(n))  # a true partition
+def test_process_shards_tile_the_global_batches_and_resume_from_one_state():
+    """k processes reading batches of B together read what one process reading k*B reads.
+
+    That is what makes a multi-host run train like a single-host one (tests/test_distributed.py),
+    and their iterator states are equal, so the one state a checkpoint keeps resumes them all.
+    """
+    whole = _take(pipeline.train_dataset(SOURCE, _config(), seed=3, batch_size=6), 3)  # 3+ epochs of 5 pages
+    shards = [iter(pipeline.train_dataset(SOURCE, _config(), seed=3, batch_size=2, shard_index=i, shard_count=3))
+              for i in range(3)]
+    per_shard = [[next(it) for _ in range(3)] for it in shards]
+    for b in range(3):
+        _assert_same([{k: np.concatenate([s[b][k] for s in per_shard]) for k in ("image", "mask")}],
+                     [whole[b]])
+    states = [it.get_state() for it in shards]
+    assert states[1] == states[0] == states[2]
+    for i, it in enumerate(shards):
+        resumed = iter(pipeline.train_dataset(SOURCE, _config(), seed=3, batch_size=2, shard_index=i, shard_count=3))
+        resumed.set_state(states[0])
+        _assert_same([next(resumed)], [next(it)])
     with pytest.raises(ValueError, match="shard_index"):
-        pipeline.shard_indices(4, 2, 2)
-    # Pages of constant grey = 10 * id tell which page a patch came from.
-    pages = ListSource([{"image": np.full((40, 40, 1), 10 * i, np.uint8), "mask": np.zeros((40, 40), np.uint8)}
-                        for i in range(6)])
-    cfg = _config(enabled=False)
-    seen = []
-    for shard in range(3):
-        ds = pipeline.train_dataset(pages, cfg, seed=0, batch_size=2, shard_index=shard, shard_count=3)
-        (batch,) = _take(ds, 1)  # one epoch of a 2-page shard
-        seen.append(sorted(int(v) // 10 for v in batch["image"][:, 0, 0, 0]))
-    assert seen == [[0, 3], [1, 4], [2, 5]]
+        pipeline.train_dataset(SOURCE, _config(), seed=0, batch_size=2, shard_index=2, shard_count=2)
 
 
 def test_epochs_are_reshuffled_permutations():

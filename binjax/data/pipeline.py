@@ -1,19 +1,21 @@
 """The grain input pipeline: pages -> random patches -> augmented batches (numpy only).
 
     source (len, __getitem__ -> {'image': uint8 HxWxC, 'mask': uint8 HxW {0,1}})
-      -> this process's shard (equal size on every process, see shard_indices)
       -> EpochShuffle(seed)                  infinite repeat, a new order every epoch (as
                                              grain's shuffle().repeat(), but fast for few pages)
       -> random_map(RandomPatch)             crop (foreground-forced with some probability),
                                              scale, flips, rot90, photometric changes
-      -> batch(batch_size, drop_remainder)
+      -> batch(batch_size, drop_remainder)   blocks of one process's share of a global batch
+      -> [shard_index::shard_count]          this process's blocks (see process_shard)
       -> to_iter_dataset(ReadOptions)        threads + prefetch; checkpointable iterator
 
 The page order comes from (seed, epoch), and every per-patch random choice from the
 np.random.Generator grain passes to ``random_map``, which grain seeds from (seed, element
 index). Batches therefore depend only on the seed and their position in the stream:
 ``iter(ds).get_state()`` / ``set_state()`` resume the exact same batches, with any number of
-reader threads. Nothing here imports
+reader threads. There is one patch stream per run, whatever the number of processes: each
+process reads only its slice of every global batch, so a global batch holds the same patches
+on 1 host or on 16. Nothing here imports
 JAX: this code runs in grain reader threads or worker processes.
 
 The patch sampler is nnU-Net's: a fraction ``fg_patch_fraction`` of patches is centred on a
@@ -28,7 +30,6 @@ import dataclasses
 import math
 import sys
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -282,34 +283,24 @@ def _check_example(element: Any) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- sharding
 
 
-def shard_indices(num_items: int, shard_index: int, shard_count: int) -> list[int]:
-    """Source indices of one process: [shard_index::shard_count], wrapped to equal length.
+def process_shard(blocks: grain.MapDataset, shard_index: int, shard_count: int) -> grain.MapDataset:
+    """One process's part of every global batch: blocks shard_index, shard_index + shard_count, ...
 
-    Every process must see the same number of items, or their epochs drift apart. Instead of
-    dropping the remainder (which would leave up to shard_count - 1 pages unseen forever, a
-    real loss with ~100 DIBCO pages), shorter shards wrap around to the start of the source:
-    each shard has ceil(num_items / shard_count) items and a few pages appear in two shards.
+    `blocks` are consecutive runs of batch_size patches of the run's one patch stream, so
+    global batch b (batch_size * shard_count patches) is blocks b * shard_count ... b *
+    shard_count + shard_count - 1: patches b * B ... (b + 1) * B - 1 of the stream, as one
+    process reading batches of B would see them. Process p contributes block p, which is where
+    jax.make_array_from_process_local_data puts it when each process's devices are one
+    contiguous run of the batch axis (CPU and GPU meshes); other layouts permute rows within
+    the global batch, never which patches it holds.
+
+    Every process reads as many blocks as the others, so their iterators' states are equal
+    after each step (``{"next_index": steps}``): the one state a checkpoint keeps (written by
+    process 0) resumes every process.
     """
     if shard_count < 1 or not 0 <= shard_index < shard_count:
         raise ValueError(f"need 0 <= shard_index < shard_count, got {shard_index=}, {shard_count=}")
-    if num_items < 1:
-        raise ValueError("the source is empty")
-    per_shard = -(-num_items // shard_count)
-    return [(shard_index + j * shard_count) % num_items for j in range(per_shard)]
-
-
-class _Subset:
-    """A view of selected source items (picklable, so it can go to grain worker processes)."""
-
-    def __init__(self, source: Any, indices: Sequence[int]):
-        self.source = source
-        self.indices = list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int):
-        return self.source[self.indices[index]]
+    return blocks[shard_index::shard_count]
 
 
 class EpochShuffle(grain.MapDataset):
@@ -367,15 +358,12 @@ class EpochShuffle(grain.MapDataset):
 # ----------------------------------------------------------------------------- datasets
 
 
-def _seeds(seed: int, shard_index: int) -> tuple[int, int]:
-    """Independent 32-bit seeds for the shuffle and the patch sampler of one shard.
-
-    The shard index is folded in so that two processes do not draw the same crop positions
-    and augmentations for their k-th elements.
-    """
+def _seeds(seed: int) -> tuple[int, int]:
+    """Independent 32-bit seeds for the shuffle and the patch sampler of the run's patch stream."""
     if not 0 <= seed < _MAX_SEED:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    shuffle_seed, map_seed = np.random.SeedSequence([seed, shard_index]).generate_state(2)
+    # [seed, 0] (not [seed]): the seeds single-process runs have always used, so they resume.
+    shuffle_seed, map_seed = np.random.SeedSequence([seed, 0]).generate_state(2)
     return int(shuffle_seed), int(map_seed)
 
 
@@ -406,17 +394,18 @@ def train_dataset(
 
     B = batch_size is the per-process batch. For multi-host training pass
     shard_index=jax.process_index(), shard_count=jax.process_count() (this module stays
-    JAX-free). The iterator of the result is checkpointable: ``it.get_state()`` after n
-    batches and ``set_state`` on a fresh iterator give the same following batches.
+    JAX-free): the processes' batches together are the global batches of one process reading
+    batch_size * shard_count at a time (see process_shard). The iterator of the result is
+    checkpointable: ``it.get_state()`` after n batches and ``set_state`` on a fresh iterator
+    give the same following batches.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     patch_size, fg_fraction, augment = _patch_settings(data_cfg)
-    shuffle_seed, map_seed = _seeds(seed, shard_index)
-    ds = grain.MapDataset.source(_Subset(source, shard_indices(len(source), shard_index, shard_count)))
-    ds = EpochShuffle(ds, seed=shuffle_seed)  # infinite; a new order every epoch
+    shuffle_seed, map_seed = _seeds(seed)
+    ds = EpochShuffle(grain.MapDataset.source(source), seed=shuffle_seed)  # infinite; reshuffled every epoch
     ds = ds.random_map(RandomPatch(patch_size, fg_fraction, augment), seed=map_seed)
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = process_shard(ds.batch(batch_size, drop_remainder=True), shard_index, shard_count)
     return ds.to_iter_dataset(grain.ReadOptions(
         num_threads=int(data_cfg.read_threads), prefetch_buffer_size=int(data_cfg.prefetch)))
 
