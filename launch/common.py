@@ -71,6 +71,9 @@ def initialize_runtime() -> None:
 
     f = flags.FLAGS
     if f.distributed:
+        # Nothing else to set up: on CPU, jax's default cross-process collectives are gloo's
+        # (jax_cpu_collectives_implementation); GPUs and TPUs bring their own. The coordinator
+        # (process 0) listens on every interface unless JAX_COORDINATOR_BIND_ADDRESS says where.
         jax.distributed.initialize(
             coordinator_address=f.coordinator_address,
             num_processes=f.num_processes,

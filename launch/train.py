@@ -22,11 +22,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     common.initialize_runtime()
+    import jax  # noqa: PLC0415
+
     from binjax import train  # after jax.distributed is up
 
     logging.info("config:\n%s", _CONFIG.value)
     scores = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     logging.info("final: %s", json.dumps(scores, indent=1))
+    if jax.process_index() != 0:
+        return  # process 0 reports for the run
     print(f"\nDone. Workdir {_WORKDIR.value}:")
     print(f"  checkpoints   {_WORKDIR.value}/checkpoints (latest), {_WORKDIR.value}/best (best val F1)")
     print(f"  metrics       {_WORKDIR.value}/metrics.jsonl, TensorBoard: {_WORKDIR.value}/tensorboard")
