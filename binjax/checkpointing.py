@@ -136,12 +136,21 @@ def find_checkpoint(path: str | pathlib.Path, *, prefer_best: bool = True) -> pa
     raise FileNotFoundError(f"{path}: no binjax checkpoint found (looked for {BEST_DIR}/ and {LATEST_DIR}/)")
 
 
+def _json_item(step_dir: pathlib.Path, name: str) -> Any:
+    path = pathlib.Path(step_dir) / name / "metadata"  # where ocp.args.JsonSave puts an item
+    if not path.exists():
+        raise FileNotFoundError(f"{step_dir}: checkpoint has no {name} ({path} missing)")
+    return json.loads(path.read_text())
+
+
 def load_config(step_dir: pathlib.Path) -> ml_collections.ConfigDict:
     """The config a checkpoint was trained with."""
-    config_file = step_dir / "config" / "metadata"
-    if not config_file.exists():
-        raise FileNotFoundError(f"{step_dir}: checkpoint has no config ({config_file} missing)")
-    return ml_collections.ConfigDict(json.loads(config_file.read_text()))
+    return ml_collections.ConfigDict(_json_item(step_dir, "config"))
+
+
+def load_data_state(step_dir: pathlib.Path) -> Any:
+    """The data iterator state saved with a checkpoint (process 0's, the same on every process)."""
+    return _json_item(step_dir, "data")
 
 
 def restore_state(step_dir: pathlib.Path, abstract_train_state) -> Any:
