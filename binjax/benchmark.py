@@ -142,7 +142,9 @@ def inference_throughput(
     from binjax import inference
 
     model = train.build_model(config, nnx.Rngs(config.seed))
-    predict_fn = inference.make_predict_fn(model)
+    # As binjax.binarizers.ModelBinarizer runs it: tiles of a batch spread over all local devices.
+    devices = jax.local_devices() if jax.local_device_count() > 1 else None
+    predict_fn = inference.make_predict_fn(model, devices=devices)
     rng = np.random.default_rng(0)
     page = rng.integers(0, 256, (height, width, config.data.channels), dtype=np.uint8)
 
