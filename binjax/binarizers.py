@@ -65,9 +65,9 @@ class ModelBinarizer:
         # JAX and the model code load only when a model is used: classic-only runs stay light.
         import jax  # noqa: PLC0415
 
-        from binjax import checkpointing, inference, pretrained  # noqa: PLC0415
+        from binjax import inference, pretrained  # noqa: PLC0415
 
-        self.step_dir = checkpointing.find_checkpoint(checkpoint)
+        self.step_dir = pretrained.resolve(checkpoint)  # a checkpoint step or an export folder
         model, self.config = pretrained.load_model(self.step_dir)
         self.channels = int(self.config.data.channels)
         self.options = dict(tile=int(tile), overlap=float(overlap), batch_size=int(batch_size),
@@ -109,11 +109,15 @@ def parse_method(spec: str) -> tuple[str, dict[str, float]]:
 
 
 def default_binarizer(**inference_options) -> Binarizer:
-    """The binarizer used when none is named. The released default model will plug in here."""
-    del inference_options  # for the default model's tiled inference
-    raise NoBinarizerError("no binarizer given: pass --checkpoint=WORKDIR (a trained model) or "
-                           f"--method=NAME (a classic method: {', '.join(baselines.list_methods())}); "
-                           "a released default model will come in a later version")
+    """The binarizer used when none is named: the released default model (pretrained.DEFAULT_MODEL)."""
+    from binjax import pretrained  # noqa: PLC0415 -- loads JAX: only when a model is used
+
+    if pretrained.DEFAULT_MODEL not in pretrained.released_models():
+        raise NoBinarizerError(
+            f"no binarizer given and the released model {pretrained.DEFAULT_MODEL!r} is not installed "
+            f"(looked in {pretrained.RELEASED_DIR}): pass --checkpoint=WORKDIR (a trained model) or "
+            f"--method=NAME (a classic method: {', '.join(baselines.list_methods())})")
+    return ModelBinarizer(pretrained.DEFAULT_MODEL, name=f"binjax-{pretrained.DEFAULT_MODEL}", **inference_options)
 
 
 def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str] = (),
@@ -134,8 +138,16 @@ def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str]
             raise ValueError(f"binarizer {b.name!r} is given twice")
         binarizers[b.name] = b
 
+    released: list[str] = []
+    if checkpoints:  # JAX loads only when a model is used
+        from binjax.pretrained import released_models  # noqa: PLC0415
+
+        released = released_models()
     for checkpoint in checkpoints:
-        name = "model" if len(checkpoints) == 1 else _model_name(checkpoint, binarizers)
+        if str(checkpoint) in released:
+            name = f"binjax-{checkpoint}"
+        else:
+            name = "model" if len(checkpoints) == 1 else _model_name(checkpoint, binarizers)
         add(ModelBinarizer(checkpoint, name=name, **inference_options))
     for spec in methods:
         method, params = parse_method(spec)

@@ -1,4 +1,8 @@
-"""Loading a trained model for inference from a training workdir or checkpoint directory."""
+"""Loading a trained model for inference: a released model by name, an export, or a checkpoint.
+
+Released models ship inside the package (binjax/weights/<name>/, see binjax/export.py and the
+model cards in README.md), so `binjax-binarize scan.png` works offline right after install.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,38 @@ import jax
 import ml_collections
 from flax import nnx
 
-from binjax import checkpointing, train
+from binjax import checkpointing, export, train
+
+RELEASED_DIR = pathlib.Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "dibco_lite"  # what binarize and evaluate use when no model or method is named
+
+
+def released_models() -> list[str]:
+    """Names of the models shipped in binjax/weights/."""
+    if not RELEASED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in RELEASED_DIR.iterdir() if export.is_export(p))
+
+
+def resolve(path: str | pathlib.Path, *, prefer_best: bool = True) -> pathlib.Path:
+    """A released model's name, an export folder, or a workdir / manager / step directory ->
+    the folder to load (a workdir resolves to its best checkpoint, else its latest)."""
+    if str(path) in released_models():
+        return RELEASED_DIR / str(path)
+    if export.is_export(path):
+        return pathlib.Path(path).absolute()
+    return checkpointing.find_checkpoint(path, prefer_best=prefer_best)
 
 
 def load_model(path: str | pathlib.Path, *, prefer_best: bool = True) -> tuple[nnx.Module, ml_collections.ConfigDict]:
-    """(model in eval mode, its training config) from a workdir, manager or step directory.
+    """(model in eval mode, its training config) from anything `resolve` accepts.
 
-    A workdir resolves to its best checkpoint (by validation F-measure) when it has one, else
-    its latest. The state is placed on the default device, whatever mesh trained it.
+    The state is placed on the default device, whatever mesh trained it.
     """
-    state, config = load_train_state(checkpointing.find_checkpoint(path, prefer_best=prefer_best))
+    source = resolve(path, prefer_best=prefer_best)
+    if export.is_export(source):
+        return export.load_exported(source)
+    state, config = load_train_state(source)
     _, eval_graphdef = train.model_graphdefs(config)
     model = nnx.merge(eval_graphdef, state["params"], state["batch_stats"])
     return model, config

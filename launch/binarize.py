@@ -56,14 +56,14 @@ def main(argv):
         raise app.UsageError("give --out=FOLDER, or --suffix=_bin to write outputs beside the inputs")
     if _CHECKPOINT.value and _METHOD.value:
         raise app.UsageError("give --checkpoint or --method, not both")
-    if _DEVICE.value and _CHECKPOINT.value:
+    if _DEVICE.value and not _METHOD.value:  # a model runs: the checkpoint or the released default
         _select_device(_DEVICE.value)
     from binjax import binarize, binarizers
 
     checkpoints = [_CHECKPOINT.value] if _CHECKPOINT.value else []
     methods = [_METHOD.value] if _METHOD.value else []
     try:
-        # With neither flag this asks binarizers.default_binarizer, where a default model plugs in.
+        # With neither flag this is binarizers.default_binarizer: the released lite model.
         (binarizer,) = binarizers.make_binarizers(
             checkpoints, methods, **_INFERENCE_OPTIONS()).values()
     except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there

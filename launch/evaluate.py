@@ -19,7 +19,9 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 _CHECKPOINT = flags.DEFINE_list(
-    "checkpoint", [], "Training workdir(s) (best checkpoint, else latest) or step directories; comma-separated.")
+    "checkpoint", [], "Model(s) to score, comma-separated: training workdirs (best checkpoint, else latest), "
+    "step directories, export folders or released models (dibco_lite, dibco_unet). Default: the released "
+    "dibco_lite model; 'none' scores only the --method(s).")
 _METHOD = flags.DEFINE_list(
     "method", [], "Classic method(s) beside the model, comma-separated: otsu, sauvola, niblack, wolf, nick, su, "
     "gatos, isauvola, bataineh, bernsen, trsingh, wan; parameters after colons: sauvola:window=51:k=0.3.")
@@ -48,14 +50,21 @@ flags.mark_flags_as_required(["data", "out"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _CHECKPOINT.value:
+    checkpoints = [c for c in _CHECKPOINT.value if c != "none"]
+    if not _CHECKPOINT.value:
+        checkpoints = ["default"]  # the released default model, beside any --method
+    if checkpoints:
         common.initialize_runtime()  # JAX only when a model is evaluated
     from binjax import binarizers as binarizers_lib
     from binjax import evaluate
 
     try:
-        binarizers = binarizers_lib.make_binarizers(
-            _CHECKPOINT.value, _METHOD.value, **_INFERENCE_OPTIONS())
+        if checkpoints == ["default"]:
+            default = binarizers_lib.default_binarizer(**_INFERENCE_OPTIONS())
+            classic = binarizers_lib.make_binarizers((), _METHOD.value) if _METHOD.value else {}
+            binarizers = {default.name: default, **classic}
+        else:
+            binarizers = binarizers_lib.make_binarizers(checkpoints, _METHOD.value, **_INFERENCE_OPTIONS())
     except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there
         raise app.UsageError(str(e)) from None
     try:

@@ -139,8 +139,6 @@ def test_method_specs_and_errors(tmp_path):
         binarizers_lib.make_binarizers(methods=["sauvola:windw=5"])
     with pytest.raises(ValueError, match="unknown classic method"):
         binarizers_lib.make_binarizers(methods=["sauvla"])
-    with pytest.raises(binarizers_lib.NoBinarizerError, match="--checkpoint.*--method"):
-        binarizers_lib.make_binarizers()
     with pytest.raises(ValueError, match="twice"):
         binarizers_lib.make_binarizers(methods=["otsu", "otsu"])
     with pytest.raises(FileNotFoundError, match="not prepared"):

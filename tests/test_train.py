@@ -210,7 +210,7 @@ def test_bf16_compute_keeps_float32_params_and_a_close_loss():
     np.testing.assert_allclose(health_16["train/loss"], health_32["train/loss"], rtol=2e-2)
 
 
-@pytest.mark.parametrize("launcher", ["train", "benchmark"])
+@pytest.mark.parametrize("launcher", ["train", "benchmark", "export"])
 def test_launchers_answer_help(launcher):
     result = subprocess.run(
         [sys.executable, "-m", f"launch.{launcher}", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120

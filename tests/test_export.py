@@ -1,0 +1,72 @@
+"""binjax.export and the released-model lookup: exported weights predict as the checkpoint does."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from binjax import binarizers, export, pretrained, train
+from configs import default as default_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    train.train_and_evaluate(default_config.get_config("smoke"), workdir)
+    return workdir
+
+
+def _predict(model, seed=0):
+    x = np.random.default_rng(seed).random((2, 40, 24, 1), dtype=np.float32)
+    return np.asarray(model(x))
+
+
+def test_float32_export_predicts_exactly_as_the_checkpoint(trained, tmp_path):
+    state, config = pretrained.load_train_state(pretrained.resolve(trained))
+    out = export.export_model(state, config, tmp_path / "exp", card={"data": "synthetic"})
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "config.json", "weights.npz"]
+    card = export.read_card(out)
+    num_params = sum(x.size for x in jax.tree.leaves(state["params"]))
+    assert card["data"] == "synthetic" and card["parameters"] == num_params and card["weights_dtype"] == "float32"
+    from_checkpoint, _ = pretrained.load_model(trained)
+    from_export, export_config = pretrained.load_model(out)
+    assert export_config.model.to_dict() == config.model.to_dict()
+    np.testing.assert_array_equal(_predict(from_export), _predict(from_checkpoint))
+    # No optimizer state: the export is much smaller than the checkpoint's state.
+    assert not any("opt_state" in k for k in np.load(out / "weights.npz").files)
+
+
+def test_bfloat16_export_is_half_the_size_and_close(trained, tmp_path):
+    state, config = pretrained.load_train_state(pretrained.resolve(trained))
+    f32 = export.export_model(state, config, tmp_path / "f32", card={})
+    bf16 = export.export_model(state, config, tmp_path / "bf16", card={}, dtype="bfloat16")
+    assert (bf16 / "weights.npz").stat().st_size < 0.7 * (f32 / "weights.npz").stat().st_size
+    a, _ = export.load_exported(f32)
+    b, _ = export.load_exported(bf16)
+    np.testing.assert_allclose(_predict(b), _predict(a), atol=0.05 * np.abs(_predict(a)).max())
+
+
+def test_a_wrong_weight_file_names_the_weight(trained, tmp_path):
+    state, config = pretrained.load_train_state(pretrained.resolve(trained))
+    out = export.export_model(state, config, tmp_path / "exp", card={})
+    wider = json.loads((out / "config.json").read_text())
+    wider["model"]["base_width"] = 8
+    (out / "config.json").write_text(json.dumps(wider))
+    with pytest.raises(ValueError, match=r"weights.npz: params/.* is shaped"):
+        export.load_exported(out)
+
+
+def test_released_models_are_found_by_name_and_are_the_default(trained, tmp_path, monkeypatch):
+    state, config = pretrained.load_train_state(pretrained.resolve(trained))
+    monkeypatch.setattr(pretrained, "RELEASED_DIR", tmp_path / "weights")
+    with pytest.raises(binarizers.NoBinarizerError, match="not installed.*--checkpoint.*--method"):
+        binarizers.make_binarizers()
+    export.export_model(state, config, tmp_path / "weights" / pretrained.DEFAULT_MODEL, card={})
+    assert pretrained.released_models() == [pretrained.DEFAULT_MODEL]
+    (default,) = binarizers.make_binarizers(tile=32, overlap=0.0).values()
+    assert default.name == f"binjax-{pretrained.DEFAULT_MODEL}"
+    page = np.random.default_rng(0).integers(0, 256, (50, 70, 1), dtype=np.uint8)
+    by_name = binarizers.make_binarizers([pretrained.DEFAULT_MODEL], tile=32, overlap=0.0)
+    assert list(by_name) == [default.name]
+    np.testing.assert_array_equal(by_name[default.name](page), default(page))
