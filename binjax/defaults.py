@@ -96,15 +96,38 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     return config
 
 
-def apply_variant(config: ml_collections.ConfigDict, arg: str | None, *, smoke_model: dict) -> ml_collections.ConfigDict:
-    """Applies the `:variant` part of `--config=configs/x.py:variant` (only 'smoke' so far).
+def shrink_to_study(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The ablation-study scale of docs/ablations/: the real model, small patches, few steps.
 
+    One run takes a minute or two on a 2-core CPU, so a sweep of ~20 runs fits in an hour,
+    while the model, loss and data keep their full definitions (only patch size and length
+    shrink). Each run still validates on 64 fixed patches of unseen pages.
+    """
+    config.num_steps = 300
+    config.batch_size = 8
+    config.data.patch_size = 64
+    config.optimizer.warmup_steps = 20
+    config.log_every = 25
+    config.eval_every = 100
+    config.checkpoint_every = 100
+    return config
+
+
+VARIANTS = ("smoke", "study")
+
+
+def apply_variant(config: ml_collections.ConfigDict, arg: str | None, *, smoke_model: dict) -> ml_collections.ConfigDict:
+    """Applies the `:variant` part of `--config=configs/x.py:variant`.
+
+    'smoke': tiny model and data, a few steps (tests). 'study': the ablation-study scale.
     Also checks the model's name and hyper-parameters, so a typo fails when the config loads.
     """
     if arg == "smoke":
         shrink_to_smoke(config)
         config.model.update(smoke_model)
+    elif arg == "study":
+        shrink_to_study(config)
     elif arg not in (None, ""):
-        raise ValueError(f"unknown config variant {arg!r}; known variants: 'smoke'")
+        raise ValueError(f"unknown config variant {arg!r}; known variants: {VARIANTS}")
     models.check_model_config(config.model.name, {k: v for k, v in config.model.items() if k != "name"})
     return config

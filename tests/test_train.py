@@ -126,7 +126,9 @@ def test_one_step_on_eight_devices_matches_one_device():
 @pytest.mark.parametrize("config_file", CONFIG_FILES)
 def test_every_config_loads_and_its_smoke_variant_trains_and_evaluates(config_file, tmp_path, request):
     module = __import__(f"configs.{config_file[:-3]}", fromlist=["get_config"])
-    module.get_config()  # the full config loads too
+    module.get_config()  # the full config and the ablation-study scale load too
+    study = module.get_config("study")
+    assert (study.num_steps, study.data.patch_size) == (300, 64)
     config = module.get_config("smoke")
     if config.data.source == "tfds":  # the DIBCO recipes: their own years of the shared pages
         config.data.tfds.data_dir = str(request.getfixturevalue("dibco_fixed_data_dir"))
