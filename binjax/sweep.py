@@ -36,6 +36,10 @@ ARG = "arg"  # reserved override key: the config file's argument for this run (s
 SEED = "seed"
 DONE = "DONE"
 METRICS = ("val/f1", "val/iou", "val/dice", "val/precision", "val/recall", "val/otsu_f1")
+# From binjax.run_scores: DIBCO measures of the best and latest checkpoints on the validation
+# patches, and speed.
+RUN_MEASURES = ("best_fm", "best_pfm", "best_psnr", "best_drd", "final_fm", "final_pfm", "final_psnr",
+                "final_drd", "train_images_per_s", "inference_mp_per_s")
 
 Overrides = dict[str, Any]
 
@@ -230,9 +234,15 @@ def count_params(config: ml_collections.ConfigDict) -> int:
     return models.count_params(nnx.eval_shape(lambda: train.build_model(config, nnx.Rngs(0))))
 
 
-def collect(sweep: Sweep) -> list[dict]:
-    """One row per run: overrides, status, final and best (by val/f1) validation scores, params."""
-    rows = []
+def collect(sweep: Sweep, *, measures: bool = True) -> list[dict]:
+    """One row per run: overrides, status, final and best (by val/f1) validation scores, params.
+
+    measures: also score each run's checkpoints with the DIBCO measures and time its model
+    (binjax.run_scores: train images/s, inference MP/s); runs without a checkpoint get None.
+    """
+    from binjax import run_scores  # noqa: PLC0415 -- loads JAX
+
+    rows, cache = [], {}
     for overrides in sweep.runs:
         config = sweep.config(overrides)
         workdir = sweep.workdir(overrides)
@@ -251,6 +261,10 @@ def collect(sweep: Sweep) -> list[dict]:
         for metric in METRICS:
             row[f"final_{metric}"] = val[-1].get(metric) if val else None
             row[f"best_{metric}"] = best.get(metric) if best else None
+        if measures:
+            extra = run_scores.run_scores(workdir, config, cache=cache) if val else {}
+            for key in RUN_MEASURES:
+                row[key] = extra.get(key)
         row["curve"] = [(r["step"], r["val/f1"]) for r in val]
         rows.append(row)
     return rows
@@ -278,18 +292,21 @@ def summarize(rows: list[dict]) -> list[dict]:
         for metric in METRICS:
             for which in ("final", "best"):
                 entry[f"{which}_{metric}"] = _mean_std([m[f"{which}_{metric}"] for m in members])
+        for key in RUN_MEASURES:
+            if key in members[0]:
+                entry[key] = _mean_std([m[key] for m in members])
         summary.append(entry)
     return summary
 
 
-def _fmt(stat: tuple[float, float, int]) -> str:
+def _fmt(stat: tuple[float, float, int], digits: int = 4) -> str:
     mean, std, n = stat
-    return "–" if n == 0 else f"{mean:.4f} ± {std:.4f}"
+    return "–" if n == 0 else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def write_report(sweep: Sweep) -> dict[str, pathlib.Path]:
+def write_report(sweep: Sweep, *, measures: bool = True) -> dict[str, pathlib.Path]:
     """Writes ROOT/report.csv (one row per run), ROOT/report.md (groups, mean ± std) and plots."""
-    rows = collect(sweep)
+    rows = collect(sweep, measures=measures)
     summary = summarize(rows)
     root = sweep.root
     root.mkdir(parents=True, exist_ok=True)
@@ -313,6 +330,18 @@ def write_report(sweep: Sweep) -> dict[str, pathlib.Path]:
             lines.append(f"| {s['group']} | {s['runs']} ({s['done']}) | {s['num_params']:,} | "
                          + " | ".join(_fmt(s[f"{which}_{m}"]) for m in METRICS) + " |")
         lines.append("")
+    if measures:
+        lines += ["## DIBCO measures and speed", "",
+                  "FM, pFM (percent), PSNR (dB) and DRD of the best and the latest checkpoint on the "
+                  "validation patches laid out as one page (binjax.run_scores); train images/s as "
+                  "logged, inference megapixels/s of a 1024² page in 512² tiles.", "",
+                  "| group | best FM | best pFM | best PSNR | best DRD | final FM | final DRD | train img/s | inference MP/s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in summary:
+            cells = [_fmt(s[k], 2) for k in ("best_fm", "best_pfm", "best_psnr", "best_drd", "final_fm",
+                                             "final_drd", "train_images_per_s", "inference_mp_per_s")]
+            lines.append(f"| {s['group']} | " + " | ".join(cells) + " |")
+        lines.append("")
     lines += ["## Runs", "", "| run | status | last val step | final val/f1 | best val/f1 (step) |",
               "|---|---|---:|---:|---:|"]
     for r in rows:
@@ -334,24 +363,26 @@ def _plot(rows: list[dict], summary: list[dict], plot_dir: pathlib.Path) -> dict
     plot_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     groups = [s["group"] for s in summary]
-    for metric in METRICS:
+    panels = [(f"final_{m}", f"final {m}", m.replace("/", "_")) for m in METRICS]
+    panels += [(k, k.replace("_", " "), f"dibco_{k}") for k in RUN_MEASURES[:4] if summary and k in summary[0]]
+    for key, label, stem in panels:
         fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(groups) + 2), 4))
         for i, s in enumerate(summary):
-            mean, std, n = s[f"final_{metric}"]
-            seeds = [r[f"final_{metric}"] for r in rows if r["group"] == s["group"] and r[f"final_{metric}"] is not None]
+            mean, std, n = s[key]
+            seeds = [r[key] for r in rows if r["group"] == s["group"] and r[key] is not None]
             ax.scatter([i] * len(seeds), seeds, color="0.6", s=12, zorder=2)
             if n:
                 ax.errorbar([i], [mean], yerr=[std], fmt="o", color="C0", capsize=5, zorder=3)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(f"final {metric}")
-        ax.set_title(f"{metric}: mean ± std over seeds (grey: each seed)")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label}: mean ± std over seeds (grey: each seed)")
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
-        path = plot_dir / f"{metric.replace('/', '_')}_by_run.png"
+        path = plot_dir / f"{stem}_by_run.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
-        written[metric] = path
+        written[key.removeprefix("final_")] = path
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for row in rows:
         if row["curve"]:

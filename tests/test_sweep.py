@@ -141,8 +141,15 @@ def test_sweep_runs_skips_finished_runs_and_reports(tmp_path):
     for r in done:
         assert r["last_val_step"] == "4" and 0.0 <= float(r["final_val/f1"]) <= 1.0 and int(r["num_params"]) > 0
         assert float(r["best_val/f1"]) >= float(r["final_val/f1"])
+        # The DIBCO F-measure of the validation mosaic is the F1 training logged from pixel counts.
+        assert float(r["final_fm"]) == pytest.approx(100 * float(r["final_val/f1"]), rel=1e-5)
+        assert float(r["best_fm"]) == pytest.approx(100 * float(r["best_val/f1"]), rel=1e-5)
+        assert float(r["best_drd"]) >= 0 and float(r["best_psnr"]) > 0 and 0 <= float(r["best_pfm"]) <= 100
+        assert float(r["train_images_per_s"]) > 0 and float(r["inference_mp_per_s"]) > 0
+    assert all(r["best_fm"] == "" for r in rows if r["status"] != "done")  # nothing to score yet
     md = (tmp_path / "report.md").read_text()
-    assert "| loss.name=dice | 2 (2) |" in md and " ± " in md
+    assert "| loss.name=dice | 2 (2) |" in md and " ± " in md and "## DIBCO measures and speed" in md
+    assert (tmp_path / "plots" / "dibco_best_drd_by_run.png").stat().st_size > 0
     for metric in sweep.METRICS:
         assert (tmp_path / "plots" / f"{metric.replace('/', '_')}_by_run.png").stat().st_size > 0
     assert (tmp_path / "plots" / "val_curves.png").stat().st_size > 0
