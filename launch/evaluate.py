@@ -51,6 +51,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     checkpoints = [c for c in _CHECKPOINT.value if c != "none"]
+    if _CHECKPOINT.value and not checkpoints and not _METHOD.value:
+        raise app.UsageError("--checkpoint=none scores no model: name classic methods with --method=otsu,...")
     if not _CHECKPOINT.value:
         checkpoints = ["default"]  # the released default model, beside any --method
     if checkpoints:

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -116,9 +117,15 @@ def test_help_and_usage_errors(tmp_path):
     assert help_run.returncode == 0
     for flag in ("--checkpoint", "--method", "--out", "--suffix", "--format", "--bits", "--foreground", "--device"):
         assert flag in help_run.stdout
-    no_binarizer = _binarize(tmp_path, f"--out={tmp_path / 'o'}")
-    assert no_binarizer.returncode != 0
-    assert "--checkpoint" in no_binarizer.stderr and "--method" in no_binarizer.stderr
+    # Neither --checkpoint nor --method: the released default model binarizes, offline.
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(REPO / "data" / "samples" / "synthetic_00_grey_in.png", scans / "page.png")
+    default = _binarize(scans, f"--out={tmp_path / 'o'}")
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert (tmp_path / "o" / "page.png").exists()
+    both = _binarize(scans, "--method=otsu", "--checkpoint=dibco_lite", f"--out={tmp_path / 'o2'}")
+    assert both.returncode != 0 and "not both" in both.stderr
     no_out = _binarize(tmp_path, "--method=otsu")
     assert no_out.returncode != 0 and "--suffix" in no_out.stderr
     missing = _binarize(tmp_path / "missing.png", "--method=otsu", f"--out={tmp_path / 'o'}")

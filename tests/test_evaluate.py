@@ -160,10 +160,16 @@ def test_launcher_help_and_missing_binarizer(pairs, tmp_path):
     assert "Evaluates trained models" in help_run.stdout
     for flag in ("--checkpoint", "--method", "--data", "--out", "--limit", "flip_tta", "--mask_foreground"):
         assert flag in help_run.stdout
-    none = subprocess.run([sys.executable, "-m", "launch.evaluate", f"--data={pairs}", f"--out={tmp_path}"],
-                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
-    assert none.returncode != 0
-    assert "--checkpoint" in none.stderr and "--method" in none.stderr
+    # No model named: the released default model is scored (beside --method, if any).
+    default = subprocess.run([sys.executable, "-m", "launch.evaluate", f"--data={pairs}", f"--out={tmp_path / 'd'}",
+                              "--method=otsu", "--nopreviews"],
+                             cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert default.returncode == 0, default.stderr[-3000:]
+    summary = (tmp_path / "d" / "summary.md").read_text()
+    assert "| binjax-dibco_lite |" in summary and "| otsu |" in summary
+    none = subprocess.run([sys.executable, "-m", "launch.evaluate", f"--data={pairs}", f"--out={tmp_path / 'n'}",
+                           "--checkpoint=none"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert none.returncode != 0 and "--method" in none.stderr
 
 
 def test_two_dibco_2013_pages(dibco_dir, tmp_path):

@@ -212,13 +212,13 @@ def test_bf16_compute_keeps_float32_params_and_a_close_loss():
     np.testing.assert_allclose(health_16["train/loss"], health_32["train/loss"], rtol=2e-2)
 
 
-@pytest.mark.parametrize("launcher", ["train", "benchmark", "export"])
-def test_launchers_answer_help(launcher):
+@pytest.mark.parametrize("launcher, flag", [("train", "--config"), ("benchmark", "--config"), ("export", "--checkpoint")])
+def test_launchers_answer_help(launcher, flag):
     result = subprocess.run(
         [sys.executable, "-m", f"launch.{launcher}", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert "--config" in result.stdout
+    assert flag in result.stdout
 
 
 def test_training_stops_loudly_on_a_non_finite_loss_and_keeps_no_bad_checkpoint(tmp_path):
