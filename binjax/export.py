@@ -34,12 +34,13 @@ def is_export(path: PathLike) -> bool:
     return (pathlib.Path(path) / WEIGHTS).is_file()
 
 
+def _key(prefix: str, path) -> str:
+    """'params/encoder/0/conv1/conv/kernel': a pytree path as a weights.npz key."""
+    return "/".join([prefix, *(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)])
+
+
 def _flatten(tree: dict, prefix: str) -> dict[str, np.ndarray]:
-    flat = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        key = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-        flat[f"{prefix}/{key}"] = np.asarray(leaf)
-    return flat
+    return {_key(prefix, path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def export_model(state: dict, config: ml_collections.ConfigDict, out_dir: PathLike, *,
@@ -90,7 +91,7 @@ def load_exported(path: PathLike) -> tuple[nnx.Module, ml_collections.ConfigDict
         leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract[part])
         values = []
         for path_keys, leaf in leaves:
-            key = f"{part}/" + "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path_keys)
+            key = _key(part, path_keys)
             if key not in arrays or arrays[key].shape != leaf.shape:
                 found = "missing" if key not in arrays else f"shaped {arrays[key].shape}"
                 raise ValueError(f"{path / WEIGHTS}: {key} is {found}; model {config.model.name!r} needs {leaf.shape}")

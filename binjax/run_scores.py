@@ -16,7 +16,6 @@ module computes them after the fact from what a run leaves in its workdir:
 
 from __future__ import annotations
 
-import math
 import pathlib
 from typing import Any
 
@@ -30,11 +29,11 @@ MEASURES = ("fm", "pfm", "psnr", "drd")
 
 def validation_patches(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     """The patches train_and_evaluate validated on (before the per-process split)."""
-    from binjax.data import pipeline, sources  # noqa: PLC0415
+    from binjax import train  # noqa: PLC0415
+    from binjax.data import sources  # noqa: PLC0415
 
     _, val_source = sources.make_sources(config.data, config.seed)
-    num_val = math.ceil(config.data.val_patches / config.batch_size) * config.batch_size
-    return pipeline.validation_patches(val_source, config.data, seed=config.seed + 1, num_patches=num_val)
+    return train.validation_patches(config, val_source)
 
 
 def mosaic(patches: np.ndarray, columns: int = 8) -> np.ndarray:

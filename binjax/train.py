@@ -253,6 +253,15 @@ def validate(eval_step, state, val: dict, mesh, batch_size: int):
     return scores, first_probs
 
 
+def validation_patches(config: ml_collections.ConfigDict, val_source) -> dict[str, np.ndarray]:
+    """The fixed validation patches of a run: val_patches rounded up to whole global batches.
+
+    binjax.run_scores rebuilds them from a finished run's config with this same function.
+    """
+    num_val = math.ceil(config.data.val_patches / config.batch_size) * config.batch_size
+    return pipeline.validation_patches(val_source, config.data, seed=config.seed + 1, num_patches=num_val)
+
+
 def _check_finite(step: int, history: list[dict]) -> None:
     for offset, record in enumerate(history):
         bad = [k for k, v in record.items() if not np.isfinite(v)]
@@ -295,8 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     )
     train_iter = iter(train_ds)
     # Every process holds the same validation patches and feeds its slice of each batch.
-    num_val = math.ceil(config.data.val_patches / config.batch_size) * config.batch_size
-    val = pipeline.validation_patches(val_source, config.data, seed=config.seed + 1, num_patches=num_val)
+    val = validation_patches(config, val_source)
     p, n = jax.process_index(), jax.process_count()
     val_local = {k: v.reshape(-1, n, host_batch_size, *v.shape[1:])[:, p].reshape(-1, *v.shape[1:]) for k, v in val.items()}
 
