@@ -271,6 +271,15 @@ def test_transposed_conv_2x2_matches_flax_conv_transpose_and_its_gradients():
     np.testing.assert_allclose(layer_grads.kernel[...], ref_grads.kernel[...], atol=1e-4)
 
 
+def test_max_pool_2x2_matches_flax_max_pool_and_its_gradients():
+    x = batch(2, 6, 8, 3)  # random floats: no ties, so the gradient has one owner per window
+    reference = lambda x: nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")  # noqa: E731
+    np.testing.assert_array_equal(layers.max_pool_2x2(x), reference(x))
+    weights = batch(2, 3, 4, 3)
+    grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * weights))(x)  # noqa: E731
+    np.testing.assert_array_equal(grad(layers.max_pool_2x2), grad(reference))
+
+
 def test_upsample_matches_bilinear_resize():
     x = batch(2, 5, 7, 3)
     reference = jax.image.resize(x, (2, 10, 14, 3), method="bilinear")

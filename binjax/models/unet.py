@@ -30,10 +30,6 @@ class DoubleConv(nnx.Module):
         return self.conv2(self.conv1(x))
 
 
-def max_pool2x(x: jax.Array) -> jax.Array:
-    return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
-
-
 class UNet(nnx.Module):
     """U-Net with `depth` downsamplings; inputs of any size are padded to a multiple of 2**depth.
 
@@ -121,7 +117,7 @@ class UNet(nnx.Module):
         for block in self.encoder:
             x = layers.call_block(block, x, remat=self.remat)
             features.append(x)
-            x = max_pool2x(x)
+            x = layers.max_pool_2x2(x)
         x = layers.call_block(self.bottleneck, x, remat=self.remat)
         x = layers.run_dropout(self.dropout, x, rngs, "UNet")
         for up, block, skip in zip(self.ups, self.decoder, reversed(features)):
