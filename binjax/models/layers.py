@@ -13,6 +13,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 NORMS = ("batch", "group", "none")
 
@@ -60,6 +61,21 @@ def make_norm(norm: str, features: int, *, dtype, rngs: nnx.Rngs) -> nnx.Module:
     return Identity()
 
 
+def channel_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x [N,H,W,C] @ kernel [C,D] -> [N,H,W,D], as one 2-D matmul over the N*H*W pixels.
+
+    XLA:CPU differentiates the 4-D einsum "nhwc,cd->nhwd" into a slow transposing contraction;
+    with the pixels flattened into one axis the backward pass is two plain matmuls (2x faster
+    for the U-Net's upsampling layers, measured on [2,256,256,32] -> 64 channels).
+    """
+    n, h, w, c = x.shape
+    sharding = jax.typeof(x).sharding  # the batch axis may be sharded (Explicit mesh axes)
+    spec = tuple(sharding.spec) + (None,) * (4 - len(sharding.spec))
+    flat = jnp.reshape(x, (n * h * w, c), out_sharding=sharding.update(spec=P(spec[0], None)))
+    y = flat @ kernel
+    return jnp.reshape(y, (n, h, w, kernel.shape[-1]), out_sharding=sharding)
+
+
 class Pointwise(nnx.Module):
     """1x1 convolution written as a matmul over channels.
 
@@ -75,8 +91,7 @@ class Pointwise(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.astype(self.dtype)
-        kernel = self.kernel[0, 0].astype(self.dtype)
-        y = jnp.einsum("nhwc,cd->nhwd", x, kernel)
+        y = channel_matmul(x, self.kernel[0, 0].astype(self.dtype))
         return y if self.bias is None else y + self.bias.astype(self.dtype)
 
 
@@ -102,9 +117,13 @@ class ConvTranspose2x2(nnx.Module):
         # flax's conv_transpose correlates the zero-dilated input with the kernel, so output
         # pixel (2i + a, 2j + b) takes kernel tap (1 - a, 1 - b).
         kernel = self.kernel[::-1, ::-1].astype(self.dtype)
-        y = jnp.einsum("nijc,abco->niajbo", x.astype(self.dtype), kernel)
-        # Under an Explicit-axes mesh a reshape must be told its output sharding: the input's.
-        y = jnp.reshape(y, (n, 2 * h, 2 * w, kernel.shape[-1]), out_sharding=jax.typeof(x).sharding)
+        c, out = kernel.shape[2:]
+        # One matmul to the (a, b, o) taps of every pixel, then depth-to-space.
+        y = channel_matmul(x.astype(self.dtype), kernel.transpose(2, 0, 1, 3).reshape(c, 4 * out))
+        sharding = jax.typeof(y).sharding  # Explicit mesh axes: reshapes must name their sharding
+        y = jnp.reshape(y, (n, h, w, 2, 2, out), out_sharding=sharding.update(
+            spec=P(*(tuple(sharding.spec) + (None,) * 6)[:6])))
+        y = jnp.reshape(y.transpose(0, 1, 3, 2, 4, 5), (n, 2 * h, 2 * w, out), out_sharding=sharding)
         return y if self.bias is None else y + self.bias.astype(self.dtype)
 
 
