@@ -69,11 +69,20 @@ def channel_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
     for the U-Net's upsampling layers, measured on [2,256,256,32] -> 64 channels).
     """
     n, h, w, c = x.shape
-    sharding = jax.typeof(x).sharding  # the batch axis may be sharded (Explicit mesh axes)
-    spec = tuple(sharding.spec) + (None,) * (4 - len(sharding.spec))
-    flat = jnp.reshape(x, (n * h * w, c), out_sharding=sharding.update(spec=P(spec[0], None)))
+    sharding = jax.typeof(x).sharding
+    flat = jnp.reshape(x, (n * h * w, c), out_sharding=batch_sharded(sharding, 2))
     y = flat @ kernel
     return jnp.reshape(y, (n, h, w, kernel.shape[-1]), out_sharding=sharding)
+
+
+def batch_sharded(sharding, ndim: int):
+    """`sharding` for an array of `ndim` axes that keeps only its leading (batch) axis sharded.
+
+    Under Explicit mesh axes a reshape must name its output sharding; activations here are
+    sharded along the batch only, which stays the leading axis through these reshapes.
+    """
+    batch_axis = sharding.spec[0] if len(sharding.spec) else None
+    return sharding.update(spec=P(batch_axis, *([None] * (ndim - 1))))
 
 
 class Pointwise(nnx.Module):
@@ -120,9 +129,8 @@ class ConvTranspose2x2(nnx.Module):
         c, out = kernel.shape[2:]
         # One matmul to the (a, b, o) taps of every pixel, then depth-to-space.
         y = channel_matmul(x.astype(self.dtype), kernel.transpose(2, 0, 1, 3).reshape(c, 4 * out))
-        sharding = jax.typeof(y).sharding  # Explicit mesh axes: reshapes must name their sharding
-        y = jnp.reshape(y, (n, h, w, 2, 2, out), out_sharding=sharding.update(
-            spec=P(*(tuple(sharding.spec) + (None,) * 6)[:6])))
+        sharding = jax.typeof(y).sharding
+        y = jnp.reshape(y, (n, h, w, 2, 2, out), out_sharding=batch_sharded(sharding, 6))
         y = jnp.reshape(y.transpose(0, 1, 3, 2, 4, 5), (n, 2 * h, 2 * w, out), out_sharding=sharding)
         return y if self.bias is None else y + self.bias.astype(self.dtype)
 
