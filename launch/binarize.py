@@ -1,5 +1,7 @@
 """Binarizes images: files, folders or globs in, black-and-white PNG or TIFF files out.
 
+  binjax-binarize scans/ --out=/tmp/bw                          # the released dibco_lite model
+  binjax-binarize scans/ --checkpoint=dibco_unet --out=/tmp/bw  # the released U-Net (~5x slower)
   binjax-binarize scans/ --checkpoint=/tmp/binjax/default --out=/tmp/bw
   binjax-binarize 'photos/*.jpg' page.tif --method=sauvola --suffix=_bin        # beside the inputs
   python -m launch.binarize scans/ --method=sauvola:window=51:k=0.3 --out=bw --format=tif --bits=8
@@ -17,7 +19,8 @@ from absl import app, flags
 from launch import cli
 
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "A training workdir (its best checkpoint, else its latest) or a step directory.")
+    "checkpoint", None, "A released model (dibco_lite, dibco_unet), an export folder, a training workdir "
+    "(its best checkpoint, else its latest) or a step directory. Default: the released dibco_lite.")
 _METHOD = flags.DEFINE_string(
     "method", None, "A classic method instead of a model: otsu, sauvola, niblack, wolf, nick, su, gatos, isauvola, "
     "bataineh, bernsen, trsingh, wan; parameters after colons: sauvola:window=51:k=0.3.")
