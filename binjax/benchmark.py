@@ -143,8 +143,7 @@ def inference_throughput(
 
     model = train.build_model(config, nnx.Rngs(config.seed))
     # As binjax.binarizers.ModelBinarizer runs it: tiles of a batch spread over all local devices.
-    devices = jax.local_devices() if jax.local_device_count() > 1 else None
-    predict_fn = inference.make_predict_fn(model, devices=devices)
+    predict_fn = inference.make_predict_fn(model, devices=jax.local_devices())
     rng = np.random.default_rng(0)
     page = rng.integers(0, 256, (height, width, config.data.channels), dtype=np.uint8)
 

@@ -75,9 +75,8 @@ class ModelBinarizer:
         self._binarize_page = inference.binarize_page
         # Tiles of a batch are spread over all local devices: several GPUs, or the host devices
         # that launch/common.py splits a CPU into (one per core).
-        devices = jax.local_devices() if all_devices and jax.local_device_count() > 1 else None
-        self._predict_fn = inference.make_predict_fn(model, devices=devices)
-        self.num_devices = len(devices or [None])
+        self._predict_fn = inference.make_predict_fn(model, devices=jax.local_devices() if all_devices else None)
+        self.num_devices = self._predict_fn.num_devices
         self.name = name
         self.description = (f"model {self.config.model.name} from {self.step_dir} ({self.channels} channel(s); "
                             + ", ".join(f"{k}={v}" for k, v in self.options.items())

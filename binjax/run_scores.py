@@ -70,14 +70,17 @@ def checkpoint_measures(workdir: str | pathlib.Path, config: ml_collections.Conf
     gt = mosaic(val["mask"][..., 0] > 0)
     weights = evaluate.page_weights(gt) if weights is None else weights
     scores: dict[str, float] = {}
+    by_checkpoint: dict[pathlib.Path, dict] = {}  # the best checkpoint is often the latest too
     for which, prefer_best in (("best", True), ("final", False)):
         try:
-            model, _ = pretrained.load_model(workdir, prefer_best=prefer_best)
+            source = pretrained.resolve(workdir, prefer_best=prefer_best)
         except FileNotFoundError:
             continue
-        ink = mosaic(_predict_ink(model, val["image"], config.batch_size))
-        page = metrics.dibco_scores(ink, gt, weights=weights)
-        scores.update({f"{which}_{m}": float(page[m]) for m in MEASURES})
+        if source not in by_checkpoint:
+            model, _ = pretrained.load_model(source)
+            ink = mosaic(_predict_ink(model, val["image"], config.batch_size))
+            by_checkpoint[source] = metrics.dibco_scores(ink, gt, weights=weights)
+        scores.update({f"{which}_{m}": float(by_checkpoint[source][m]) for m in MEASURES})
     return scores
 
 
