@@ -15,6 +15,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
+from binjax.models import convolution
+
 NORMS = ("batch", "group", "none")
 
 # He (Kaiming) normal init: every conv here is followed by a ReLU-family activation, and
@@ -212,7 +214,8 @@ class ConvNormAct(nnx.Module):
             self.conv = nnx.Conv(
                 in_features, out_features, (kernel_size, kernel_size), strides=(strides, strides),
                 padding="SAME", feature_group_count=groups, use_bias=(norm == "none"),
-                kernel_init=he_normal, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+                kernel_init=he_normal, dtype=dtype, param_dtype=jnp.float32,
+                conv_general_dilated=convolution.conv_general_dilated, rngs=rngs)
         self.norm = make_norm(norm, out_features, dtype=dtype, rngs=rngs)
         self.activation = activation
 
@@ -309,7 +312,8 @@ class Upsample(nnx.Module):
         else:
             self.conv = nnx.Conv(
                 in_features, out_features, (3, 3), padding="SAME", kernel_init=he_normal,
-                dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+                dtype=dtype, param_dtype=jnp.float32,
+                conv_general_dilated=convolution.conv_general_dilated, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.mode == "resize":

@@ -1,0 +1,177 @@
+"""Hand-written XLA:CPU kernels, registered as XLA FFI custom calls.
+
+XLA:CPU lacks a fast weight gradient for 3x3 convolutions: it runs them at ~35 GFLOP/s per core,
+after transposing both operands, and they were the largest part of a U-Net train step on CPU.
+`conv3x3_wgrad.cc` computes that gradient at 150-200 GFLOP/s per core (AVX-512).
+
+The source is compiled on first use with the machine's C++ compiler ($CXX, else c++) against
+JAX's FFI headers, for the machine's own instruction set, into a cache keyed by source, jaxlib
+version and CPU (so a shared home directory on a mixed cluster is safe):
+$BINJAX_CACHE_DIR, else ~/.cache/binjax. Without a compiler, or with BINJAX_CPU_KERNELS=0,
+`available()` is False and callers keep XLA's own path: same results, slower. Off, too, when
+JAX's default backend is not the CPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from binjax import sharding
+
+CONV3X3_WGRAD = "binjax_conv3x3_wgrad"
+_SOURCE = Path(__file__).with_name("conv3x3_wgrad.cc")
+_SYMBOL = "BinjaxConv3x3Wgrad"
+DISABLE_ENV = "BINJAX_CPU_KERNELS"
+
+log = logging.getLogger(__name__)
+
+
+def _cpu_fingerprint() -> str:
+    """What -march=native compiles for: the CPU model and its feature flags."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        lines = [l for l in info.splitlines() if l.startswith(("model name", "flags", "Features"))]
+        return "\n".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("BINJAX_CACHE_DIR") or Path.home() / ".cache" / "binjax"
+    return Path(root) / "cpu_kernels"
+
+
+def _compile(compiler: str, library: Path) -> None:
+    base = [compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-I", jax.ffi.include_dir(), str(_SOURCE)]
+    library.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary name and rename: processes compiling at once never load a half file.
+    with tempfile.NamedTemporaryFile(dir=library.parent, suffix=".so", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        errors = ""
+        for flags in (["-march=native"], []):  # -march=native is unknown to some compilers
+            result = subprocess.run([*base, *flags, "-o", str(tmp_path)], capture_output=True, text=True)
+            if result.returncode == 0:
+                os.replace(tmp_path, library)
+                return
+            errors = result.stderr
+        raise RuntimeError(f"{compiler} failed on {_SOURCE}:\n{errors[-2000:]}")
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@functools.cache
+def available() -> bool:
+    """Compiles (once per machine) and registers the kernels; False if they cannot be used here."""
+    if os.environ.get(DISABLE_ENV, "1") == "0" or jax.default_backend() != "cpu":
+        return False
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    if compiler is None:
+        log.warning("binjax CPU kernels: no C++ compiler ($CXX or c++) found; using XLA's slower "
+                    "convolution weight gradient")
+        return False
+    try:
+        key = hashlib.sha256(b"\0".join([
+            _SOURCE.read_bytes(), jaxlib.__version__.encode(), compiler.encode(), _cpu_fingerprint().encode(),
+        ])).hexdigest()[:16]
+        library = _cache_dir() / f"conv3x3_wgrad-{key}.so"
+        if not library.exists():
+            log.info("binjax CPU kernels: compiling %s -> %s", _SOURCE.name, library)
+            _compile(compiler, library)
+        handler = getattr(ctypes.cdll.LoadLibrary(str(library)), _SYMBOL)
+    except (OSError, RuntimeError) as e:
+        log.warning("binjax CPU kernels unavailable, using XLA's slower convolution weight gradient: %s", e)
+        return False
+    jax.ffi.register_ffi_target(CONV3X3_WGRAD, jax.ffi.pycapsule(handler), platform="cpu")
+    return True
+
+
+def _wgrad_call(x: jax.Array, g: jax.Array) -> jax.Array:
+    result = jax.ShapeDtypeStruct((3, 3, x.shape[-1], g.shape[-1]), jnp.float32)
+    return jax.ffi.ffi_call(CONV3X3_WGRAD, result)(x, g)
+
+
+# Under a mesh, XLA would gather a custom call's operands onto every device. This tells it how the
+# call splits: each device sums the gradients of its own images, then an all-reduce over the
+# batch axes adds the devices' sums (what XLA does for its own convolution's weight gradient).
+@custom_partitioning
+def _wgrad_batch_split(x: jax.Array, g: jax.Array) -> jax.Array:
+    return _wgrad_call(x, g)
+
+
+def _batch_axes(mesh, batch_size: int) -> tuple[str, ...]:
+    """The mesh axes to split the images over: binjax's batch axes, when they split them evenly.
+
+    The operands' own shardings are not read (decode_shardings=False below): XLA may hand over
+    uneven ones (a micro-batch smaller than the mesh) that have no PartitionSpec. Whatever they
+    are, XLA reshards the operands to what the partition asks for.
+    """
+    axes = sharding.batch_axes(mesh)
+    if not axes or batch_size % math.prod(mesh.shape[a] for a in axes):
+        return ()  # every device computes the whole gradient: correct, not split
+    return axes
+
+
+def _infer_sharding(mesh, arg_shapes, result_shape):
+    return NamedSharding(mesh, P())
+
+
+def _partition(mesh, arg_shapes, result_shape):
+    axes = _batch_axes(mesh, arg_shapes[0].shape[0])
+
+    def lower(x, g):
+        local = _wgrad_call(x, g)
+        return jax.lax.psum(local, axes) if axes else local
+
+    batch = NamedSharding(mesh, P(axes or None))
+    return mesh, lower, NamedSharding(mesh, P()), (batch, batch)
+
+
+_wgrad_batch_split.def_partition(
+    _partition, infer_sharding_from_operands=_infer_sharding, decode_shardings=False,
+    sharding_rule="n h w c, n h w o -> i j c o", need_replication_factors=("h", "w", "c", "o"))
+
+
+def conv3x3_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+    """The [3,3,C,O] kernel gradient of a 3x3 'SAME' stride-1 conv (see conv3x3_wgrad.cc).
+
+    x [N,H,W,C] is the conv's input and g [N,H,W,O] its output gradient; O % 16 == 0. Needs
+    available(), and runs on the CPU only; float32 inside, whatever the operands' dtype.
+    """
+    if not available():
+        raise RuntimeError("binjax.cpu_kernels is unavailable here (no compiler, a failed build or "
+                           f"{DISABLE_ENV}=0; see the log): use XLA's gradient instead")
+    return _wgrad_batch_split(x.astype(jnp.float32), g.astype(jnp.float32))
+
+
+_WGRAD_CALL = re.compile(
+    r"= f32\[3,3,(\d+),(\d+)\]\S* custom-call\([^)]*\), custom_call_target=\"" + CONV3X3_WGRAD
+    + r"\", operand_layout_constraints=\{f32\[(\d+),(\d+),(\d+),\d+\]")
+
+
+def flops_in(hlo_text: str) -> float:
+    """FLOPs of this module's custom calls in a compiled HLO module's text (per partition).
+
+    XLA's cost analysis counts a custom call as 0 FLOPs; benchmarks add this back.
+    """
+    total = 0
+    for c, o, n, h, w in _WGRAD_CALL.findall(hlo_text):
+        total += 2 * 9 * int(n) * int(h) * int(w) * int(c) * int(o)
+    return float(total)

@@ -1,0 +1,80 @@
+"""`conv_general_dilated`: lax's convolution, with a faster backward pass for 3x3 convs on CPU.
+
+A drop-in for `jax.lax.conv_general_dilated` (pass it to nnx.Conv as `conv_general_dilated=`):
+parameters, forward values and input gradients are lax's own. For the U-Net's convs (3x3,
+stride 1, 'SAME', NHWC/HWIO, no groups or dilation, a multiple of 16 output channels) the kernel
+gradient on CPU comes from binjax.cpu_kernels instead of XLA's convolution, which was about 4x
+slower (see conv3x3_wgrad.cc). Every other case, and every other platform, is plain lax.
+"""
+
+from __future__ import annotations
+
+import jax
+from jax import lax
+
+from binjax import cpu_kernels
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_NHWC)
+
+
+def _xla_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
+    _, vjp = jax.vjp(lambda k: _conv3x3(x, k), kernel)
+    return vjp(g)[0]
+
+
+def _cpu_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
+    return cpu_kernels.conv3x3_weight_grad(x, g).astype(kernel.dtype)
+
+
+@jax.custom_vjp
+def conv3x3_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3 convolution, stride 1, zero 'SAME' padding; x [N,H,W,C], kernel [3,3,C,O]."""
+    return _conv3x3(x, kernel)
+
+
+def _conv3x3_fwd(x, kernel):
+    return _conv3x3(x, kernel), (x, kernel)
+
+
+def _conv3x3_bwd(residuals, g):
+    x, kernel = residuals
+    _, vjp_x = jax.vjp(lambda x: _conv3x3(x, kernel), x)
+    (dx,) = vjp_x(g)
+    # lowered per platform: the custom call exists on CPU only
+    dk = lax.platform_dependent(x, g, kernel, cpu=_cpu_weight_grad, default=_xla_weight_grad)
+    return dx, dk
+
+
+conv3x3_same.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+def _is_conv3x3_same(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                     feature_group_count) -> bool:
+    if lhs.ndim != 4 or rhs.shape[:2] != (3, 3) or rhs.shape[-1] % 16 or feature_group_count != 1:
+        return False
+    if tuple(window_strides) != (1, 1) or any(tuple(d or (1, 1)) != (1, 1) for d in (lhs_dilation, rhs_dilation)):
+        return False
+    same = padding == "SAME" or (not isinstance(padding, str) and tuple(map(tuple, padding)) == ((1, 1), (1, 1)))
+    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    return same and nhwc == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None, out_sharding=None):
+    """`jax.lax.conv_general_dilated`, taking the fast 3x3 path when it applies (see module doc)."""
+    fast = (cpu_kernels.available() and batch_group_count == 1 and precision is None
+            and preferred_element_type is None and out_sharding is None
+            and _is_conv3x3_same(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                 dimension_numbers, feature_group_count))
+    if fast:
+        return conv3x3_same(lhs, rhs)
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, precision=precision,
+        preferred_element_type=preferred_element_type, out_sharding=out_sharding)

@@ -1,0 +1,163 @@
+"""The hand-written CPU kernel (binjax/cpu_kernels) against XLA's own convolution gradients."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from binjax import cpu_kernels
+from binjax.models import convolution
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build binjax.cpu_kernels")
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def xla_conv(x, k):
+    return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=NHWC)
+
+
+def xla_weight_grad(x, g):
+    kernel = jnp.zeros((3, 3, x.shape[-1], g.shape[-1]), x.dtype)
+    return jax.vjp(lambda k: xla_conv(x, k), kernel)[1](g)[0]
+
+
+def random(shape, seed):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, np.float32))
+
+
+def test_kernels_build_here():
+    assert cpu_kernels.available()
+
+
+# Channel counts cover every register blocking of the kernel (C divisible by 16/8/4/2/1; O by
+# 64/32/16), one-pixel-wide images and odd sizes.
+@pytest.mark.parametrize("n,h,w,c,o", [
+    (2, 9, 7, 1, 16), (1, 5, 6, 3, 32), (3, 8, 8, 16, 16), (2, 6, 5, 6, 48), (1, 7, 9, 32, 64),
+    (2, 4, 4, 24, 128), (1, 1, 1, 8, 16), (1, 3, 1, 4, 80),
+])
+def test_weight_grad_matches_xla(n, h, w, c, o):
+    x, g = random((n, h, w, c), 0), random((n, h, w, o), 1)
+    got = jax.jit(cpu_kernels.conv3x3_weight_grad)(x, g)
+    want = xla_weight_grad(x, g)
+    assert got.shape == (3, 3, c, o)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(jnp.abs(want).max()))
+
+
+@pytest.mark.parametrize("axes,shape,spec", [
+    (("data",), (8,), P("data")),
+    (("data", "fsdp"), (4, 2), P(("data", "fsdp"))),
+    (("data", "fsdp"), (4, 2), P("data")),  # batch split over 'data' only: 'fsdp' pairs agree
+])
+def test_weight_grad_under_a_mesh_splits_the_batch(axes, shape, spec):
+    mesh = jax.make_mesh(shape, axes, axis_types=(jax.sharding.AxisType.Auto,) * len(axes))
+    x, g = random((8, 12, 10, 16), 2), random((8, 12, 10, 32), 3)
+    batch = NamedSharding(mesh, spec)
+    xs, gs = jax.device_put(x, batch), jax.device_put(g, batch)
+    fn = jax.jit(cpu_kernels.conv3x3_weight_grad)
+    got = fn(xs, gs)
+    np.testing.assert_allclose(got, xla_weight_grad(x, g), rtol=2e-5, atol=1e-4)
+    assert got.sharding.is_fully_replicated
+    hlo = fn.lower(xs, gs).compile().as_text()
+    # each device works on its own images: no activation is gathered, one all-reduce adds them
+    assert "all-gather" not in hlo
+    assert hlo.count("all-reduce(") == 1
+    assert "f32[1,12,10,16]" in hlo
+    # benchmarks add the custom call's FLOPs, which XLA's cost analysis counts as 0
+    assert cpu_kernels.flops_in(hlo) * mesh.size == 2 * 9 * 8 * 12 * 10 * 16 * 32
+
+
+def loss_and_grads(conv, x, k):
+    return jax.jit(jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(conv(x, k, (1, 1), "SAME", dimension_numbers=NHWC))),
+                                      (0, 1)))(x, k)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_drop_in_conv_matches_lax(dtype):
+    x, k = random((2, 10, 12, 8), 4).astype(dtype), random((3, 3, 8, 32), 5).astype(dtype)
+    got = loss_and_grads(convolution.conv_general_dilated, x, k)
+    want = loss_and_grads(jax.lax.conv_general_dilated, x, k)
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol,
+                                   atol=tol * float(jnp.abs(b.astype(jnp.float32)).max()))
+
+
+def test_drop_in_conv_takes_the_kernel_only_for_3x3_same_stride_1():
+    def uses_kernel(x, k, **kw):
+        def loss(x, k):
+            return jnp.sum(convolution.conv_general_dilated(x, k, dimension_numbers=NHWC, **kw))
+        return cpu_kernels.CONV3X3_WGRAD in jax.jit(jax.grad(loss, 1)).lower(x, k).as_text()
+
+    x = random((1, 8, 8, 16), 6)
+    assert uses_kernel(x, random((3, 3, 16, 16), 7), window_strides=(1, 1), padding="SAME")
+    assert uses_kernel(x, random((3, 3, 16, 16), 7), window_strides=(1, 1), padding=((1, 1), (1, 1)))
+    assert not uses_kernel(x, random((3, 3, 16, 16), 7), window_strides=(2, 2), padding="SAME")
+    assert not uses_kernel(x, random((3, 3, 16, 16), 7), window_strides=(1, 1), padding="VALID")
+    assert not uses_kernel(x, random((5, 5, 16, 16), 7), window_strides=(1, 1), padding="SAME")
+    assert not uses_kernel(x, random((3, 3, 16, 8), 7), window_strides=(1, 1), padding="SAME")  # O % 16
+    assert not uses_kernel(x, random((3, 3, 4, 16), 7), window_strides=(1, 1), padding="SAME",
+                           feature_group_count=4)
+
+
+def test_model_conv_layers_train_like_flax_conv():
+    """A ConvNormAct's nnx.Conv with the drop-in gives flax's plain nnx.Conv values and gradients."""
+    from binjax.models import layers
+
+    block = layers.ConvNormAct(8, 16, norm="none", rngs=nnx.Rngs(0))
+    plain = nnx.Conv(8, 16, (3, 3), padding="SAME", kernel_init=layers.he_normal, rngs=nnx.Rngs(0))
+    assert block.conv.conv_general_dilated is convolution.conv_general_dilated
+    np.testing.assert_array_equal(block.conv.kernel[...], plain.kernel[...])  # same init
+    x = random((2, 16, 16, 8), 8)
+
+    def grads(conv):
+        return nnx.grad(lambda m: jnp.mean((m(x) - 0.3) ** 2))(conv)
+
+    got, want = grads(block.conv), grads(plain)
+    np.testing.assert_allclose(got.kernel[...], want.kernel[...], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.bias[...], want.bias[...], rtol=1e-5, atol=1e-7)
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu", **env})
+
+
+CHECK = """
+from binjax import cpu_kernels
+from binjax.models import convolution
+import jax, jax.numpy as jnp
+x, k = jnp.ones((1, 6, 6, 16)), jnp.ones((3, 3, 16, 16))
+g = jax.grad(lambda k: convolution.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')).sum())(k)
+print('available', cpu_kernels.available(), float(g[1, 1, 0, 0]))
+"""
+
+
+@pytest.mark.parametrize("env", [{"CXX": "no-such-compiler"}, {"BINJAX_CPU_KERNELS": "0"}])
+def test_without_the_kernel_xla_computes_the_same_gradient(env, tmp_path):
+    result = run_python(CHECK, BINJAX_CACHE_DIR=str(tmp_path), **env)
+    assert result.returncode == 0, result.stderr
+    assert "available False 36.0" in result.stdout  # the centre tap sums x over all 6x6 pixels
+    if "CXX" in env:
+        assert "no C++ compiler" in result.stderr
+
+
+def test_a_fresh_cache_compiles_once_then_reuses_the_library(tmp_path):
+    first = run_python(CHECK, BINJAX_CACHE_DIR=str(tmp_path))
+    assert "available True 36.0" in first.stdout, first.stderr
+    libraries = list((tmp_path / "cpu_kernels").glob("*.so"))
+    assert len(libraries) == 1
+    mtime = libraries[0].stat().st_mtime_ns
+    second = run_python(CHECK, BINJAX_CACHE_DIR=str(tmp_path))
+    assert "available True 36.0" in second.stdout, second.stderr
+    assert list((tmp_path / "cpu_kernels").glob("*")) == libraries  # no rebuild, no leftovers
+    assert libraries[0].stat().st_mtime_ns == mtime
