@@ -52,6 +52,31 @@ def test_weight_grad_matches_xla(n, h, w, c, o):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(jnp.abs(want).max()))
 
 
+# C = 1, 3, 16, 32 are compiled for their own channel count, 5 and 48 take the generic loop;
+# widths below and above the 12-pixel block, one-pixel images.
+@pytest.mark.parametrize("n,h,w,c", [
+    (2, 9, 7, 1), (1, 6, 13, 3), (3, 8, 25, 16), (2, 5, 12, 32), (1, 7, 9, 5), (2, 4, 4, 48), (1, 1, 1, 16),
+])
+def test_conv_to_16_channels_matches_xla(n, h, w, c):
+    x, k = random((n, h, w, c), 10), random((3, 3, c, 16), 11)
+    got = jax.jit(cpu_kernels.conv3x3_to16)(x, k)
+    want = xla_conv(x, k)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(jnp.abs(want).max()))
+
+
+def test_conv_to_16_channels_under_a_mesh_keeps_the_batch_split():
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    x, k = random((8, 12, 10, 16), 12), random((3, 3, 16, 16), 13)
+    xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+    fn = jax.jit(cpu_kernels.conv3x3_to16)
+    got = fn(xs, jax.device_put(k, NamedSharding(mesh, P())))
+    np.testing.assert_allclose(got, xla_conv(x, k), rtol=2e-5, atol=1e-4)
+    assert got.sharding.spec[0] == "data"
+    hlo = fn.lower(xs, k).compile().as_text()
+    assert "all-gather" not in hlo and "all-reduce" not in hlo
+    assert cpu_kernels.flops_in(hlo) * mesh.size == 2 * 9 * 8 * 12 * 10 * 16 * 16
+
+
 @pytest.mark.parametrize("axes,shape,spec", [
     (("data",), (8,), P("data")),
     (("data", "fsdp"), (4, 2), P(("data", "fsdp"))),
@@ -80,9 +105,12 @@ def loss_and_grads(conv, x, k):
                                       (0, 1)))(x, k)
 
 
+# (8 -> 32): kernel gradient only; (1 -> 16): and the forward pass; (16 -> 16), (16 -> 32): and
+# the input gradient (a conv to 16 channels).
+@pytest.mark.parametrize("c,o", [(8, 32), (1, 16), (16, 16), (16, 32)])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_drop_in_conv_matches_lax(dtype):
-    x, k = random((2, 10, 12, 8), 4).astype(dtype), random((3, 3, 8, 32), 5).astype(dtype)
+def test_drop_in_conv_matches_lax(dtype, c, o):
+    x, k = random((2, 10, 12, c), 4).astype(dtype), random((3, 3, c, o), 5).astype(dtype)
     got = loss_and_grads(convolution.conv_general_dilated, x, k)
     want = loss_and_grads(jax.lax.conv_general_dilated, x, k)
     tol = 1e-5 if dtype == jnp.float32 else 2e-2
@@ -92,11 +120,16 @@ def test_drop_in_conv_matches_lax(dtype):
                                    atol=tol * float(jnp.abs(b.astype(jnp.float32)).max()))
 
 
-def test_drop_in_conv_takes_the_kernel_only_for_3x3_same_stride_1():
-    def uses_kernel(x, k, **kw):
+def test_drop_in_conv_takes_the_kernels_only_for_3x3_same_stride_1():
+    def uses_kernel(x, k, target=cpu_kernels.CONV3X3_WGRAD, **kw):
         def loss(x, k):
             return jnp.sum(convolution.conv_general_dilated(x, k, dimension_numbers=NHWC, **kw))
-        return cpu_kernels.CONV3X3_WGRAD in jax.jit(jax.grad(loss, 1)).lower(x, k).as_text()
+        return target in jax.jit(jax.grad(loss, (0, 1))).lower(x, k).as_text()
+
+    to16 = dict(window_strides=(1, 1), padding="SAME", target=cpu_kernels.CONV3X3_TO16)
+    assert uses_kernel(random((1, 8, 8, 16), 6), random((3, 3, 16, 16), 7), **to16)
+    assert uses_kernel(random((1, 8, 8, 16), 6), random((3, 3, 16, 32), 7), **to16)  # input gradient
+    assert not uses_kernel(random((1, 8, 8, 32), 6), random((3, 3, 32, 32), 7), **to16)
 
     x = random((1, 8, 8, 16), 6)
     assert uses_kernel(x, random((3, 3, 16, 16), 7), window_strides=(1, 1), padding="SAME")

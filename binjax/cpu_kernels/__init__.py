@@ -1,8 +1,9 @@
-"""Hand-written XLA:CPU kernels, registered as XLA FFI custom calls.
+"""Hand-written XLA:CPU kernels, registered as XLA FFI custom calls (source: conv3x3.cc).
 
-XLA:CPU lacks a fast weight gradient for 3x3 convolutions: it runs them at ~35 GFLOP/s per core,
+XLA:CPU lacks a fast kernel gradient for 3x3 convolutions: it runs them at ~35 GFLOP/s per core,
 after transposing both operands, and they were the largest part of a U-Net train step on CPU.
-`conv3x3_wgrad.cc` computes that gradient at 150-200 GFLOP/s per core (AVX-512).
+conv3x3.cc computes that gradient at 150-210 GFLOP/s per core (AVX-512), and 3x3 convs to 16
+channels (a U-Net's full-resolution level, where XLA manages 5-90) at 75-150.
 
 The source is compiled on first use with the machine's C++ compiler ($CXX, else c++) against
 JAX's FFI headers, for the machine's own instruction set, into a cache keyed by source, jaxlib
@@ -36,8 +37,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from binjax import sharding
 
 CONV3X3_WGRAD = "binjax_conv3x3_wgrad"
-_SOURCE = Path(__file__).with_name("conv3x3_wgrad.cc")
-_SYMBOL = "BinjaxConv3x3Wgrad"
+CONV3X3_TO16 = "binjax_conv3x3_to16"
+_SOURCE = Path(__file__).with_name("conv3x3.cc")
+_SYMBOLS = {CONV3X3_WGRAD: "BinjaxConv3x3Wgrad", CONV3X3_TO16: "BinjaxConv3x3To16"}
 DISABLE_ENV = "BINJAX_CPU_KERNELS"
 
 log = logging.getLogger(__name__)
@@ -85,21 +87,23 @@ def available() -> bool:
     compiler = shutil.which(os.environ.get("CXX", "c++"))
     if compiler is None:
         log.warning("binjax CPU kernels: no C++ compiler ($CXX or c++) found; using XLA's slower "
-                    "convolution weight gradient")
+                    "convolutions")
         return False
     try:
         key = hashlib.sha256(b"\0".join([
             _SOURCE.read_bytes(), jaxlib.__version__.encode(), compiler.encode(), _cpu_fingerprint().encode(),
         ])).hexdigest()[:16]
-        library = _cache_dir() / f"conv3x3_wgrad-{key}.so"
+        library = _cache_dir() / f"conv3x3-{key}.so"
         if not library.exists():
             log.info("binjax CPU kernels: compiling %s -> %s", _SOURCE.name, library)
             _compile(compiler, library)
-        handler = getattr(ctypes.cdll.LoadLibrary(str(library)), _SYMBOL)
-    except (OSError, RuntimeError) as e:
-        log.warning("binjax CPU kernels unavailable, using XLA's slower convolution weight gradient: %s", e)
+        loaded = ctypes.cdll.LoadLibrary(str(library))
+        handlers = {target: getattr(loaded, symbol) for target, symbol in _SYMBOLS.items()}
+    except (OSError, RuntimeError, AttributeError) as e:
+        log.warning("binjax CPU kernels unavailable, using XLA's slower convolutions: %s", e)
         return False
-    jax.ffi.register_ffi_target(CONV3X3_WGRAD, jax.ffi.pycapsule(handler), platform="cpu")
+    for target, handler in handlers.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(handler), platform="cpu")
     return True
 
 
@@ -149,21 +153,62 @@ _wgrad_batch_split.def_partition(
     sharding_rule="n h w c, n h w o -> i j c o", need_replication_factors=("h", "w", "c", "o"))
 
 
+def _to16_call(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    result = jax.ShapeDtypeStruct((*x.shape[:3], 16), jnp.float32)
+    return jax.ffi.ffi_call(CONV3X3_TO16, result)(x, kernel)
+
+
+# Each device convolves its own images with the (whole) kernel: no communication.
+@custom_partitioning
+def _to16_batch_split(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _to16_call(x, kernel)
+
+
+def _to16_partition(mesh, arg_shapes, result_shape):
+    batch = NamedSharding(mesh, P(_batch_axes(mesh, arg_shapes[0].shape[0]) or None))
+    return mesh, _to16_call, batch, (batch, NamedSharding(mesh, P()))
+
+
+def _to16_infer_sharding(mesh, arg_shapes, result_shape):
+    return _to16_partition(mesh, arg_shapes, result_shape)[2]
+
+
+_to16_batch_split.def_partition(
+    _to16_partition, infer_sharding_from_operands=_to16_infer_sharding, decode_shardings=False,
+    sharding_rule="n h w c, i j c o -> n h w o", need_replication_factors=("h", "w", "c", "i", "j", "o"))
+
+
+def _check_available() -> None:
+    if not available():
+        raise RuntimeError("binjax.cpu_kernels is unavailable here (no compiler, a failed build or "
+                           f"{DISABLE_ENV}=0; see the log): use XLA's convolution instead")
+
+
+def conv3x3_to16(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 3x3 'SAME' stride-1 conv of x [N,H,W,C] to 16 channels (kernel [3,3,C,16]), float32.
+
+    Needs available() and runs on the CPU only; float32 inside, whatever the operands' dtype.
+    """
+    _check_available()
+    return _to16_batch_split(x.astype(jnp.float32), kernel.astype(jnp.float32))
+
+
 def conv3x3_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
-    """The [3,3,C,O] kernel gradient of a 3x3 'SAME' stride-1 conv (see conv3x3_wgrad.cc).
+    """The [3,3,C,O] kernel gradient of a 3x3 'SAME' stride-1 conv (see conv3x3.cc).
 
     x [N,H,W,C] is the conv's input and g [N,H,W,O] its output gradient; O % 16 == 0. Needs
     available(), and runs on the CPU only; float32 inside, whatever the operands' dtype.
     """
-    if not available():
-        raise RuntimeError("binjax.cpu_kernels is unavailable here (no compiler, a failed build or "
-                           f"{DISABLE_ENV}=0; see the log): use XLA's gradient instead")
+    _check_available()
     return _wgrad_batch_split(x.astype(jnp.float32), g.astype(jnp.float32))
 
 
 _WGRAD_CALL = re.compile(
     r"= f32\[3,3,(\d+),(\d+)\]\S* custom-call\([^)]*\), custom_call_target=\"" + CONV3X3_WGRAD
     + r"\", operand_layout_constraints=\{f32\[(\d+),(\d+),(\d+),\d+\]")
+_TO16_CALL = re.compile(
+    r"= f32\[(\d+),(\d+),(\d+),16\]\S* custom-call\([^)]*\), custom_call_target=\"" + CONV3X3_TO16
+    + r"\", operand_layout_constraints=\{f32\[\d+,\d+,\d+,(\d+)\]")
 
 
 def flops_in(hlo_text: str) -> float:
@@ -174,4 +219,6 @@ def flops_in(hlo_text: str) -> float:
     total = 0
     for c, o, n, h, w in _WGRAD_CALL.findall(hlo_text):
         total += 2 * 9 * int(n) * int(h) * int(w) * int(c) * int(o)
+    for n, h, w, c in _TO16_CALL.findall(hlo_text):
+        total += 2 * 9 * int(n) * int(h) * int(w) * int(c) * 16
     return float(total)

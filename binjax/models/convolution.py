@@ -1,15 +1,19 @@
-"""`conv_general_dilated`: lax's convolution, with a faster backward pass for 3x3 convs on CPU.
+"""`conv_general_dilated`: lax's convolution, with faster 3x3 convs on CPU.
 
 A drop-in for `jax.lax.conv_general_dilated` (pass it to nnx.Conv as `conv_general_dilated=`):
-parameters, forward values and input gradients are lax's own. For the U-Net's convs (3x3,
-stride 1, 'SAME', NHWC/HWIO, no groups or dilation, a multiple of 16 output channels) the kernel
-gradient on CPU comes from binjax.cpu_kernels instead of XLA's convolution, which was about 4x
-slower (see conv3x3_wgrad.cc). Every other case, and every other platform, is plain lax.
+parameters and checkpoints are unchanged. For the U-Net's convs (3x3, stride 1, 'SAME',
+NHWC/HWIO, no groups or dilation, a multiple of 16 output channels) on CPU, binjax.cpu_kernels
+computes where XLA:CPU is slow (see conv3x3.cc):
+  - the kernel gradient (XLA: about 4x slower);
+  - convs to 16 channels, forward and as the input gradient of a conv from 16 channels (XLA:
+    1.5-7x slower). Other forward and input-gradient convs stay XLA's (XNNPACK), as fast.
+Every other case, and every other platform, is plain lax.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 from binjax import cpu_kernels
@@ -19,6 +23,17 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 def _conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_NHWC)
+
+
+def _cpu_conv3x3_to16(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return cpu_kernels.conv3x3_to16(x, kernel).astype(x.dtype)
+
+
+def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    if kernel.shape[-1] != 16:
+        return _conv3x3(x, kernel)
+    # lowered per platform: the custom calls exist on CPU only
+    return lax.platform_dependent(x, kernel, cpu=_cpu_conv3x3_to16, default=_conv3x3)
 
 
 def _xla_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -33,18 +48,18 @@ def _cpu_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array
 @jax.custom_vjp
 def conv3x3_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """3x3 convolution, stride 1, zero 'SAME' padding; x [N,H,W,C], kernel [3,3,C,O]."""
-    return _conv3x3(x, kernel)
+    return _forward(x, kernel)
 
 
 def _conv3x3_fwd(x, kernel):
-    return _conv3x3(x, kernel), (x, kernel)
+    return _forward(x, kernel), (x, kernel)
 
 
 def _conv3x3_bwd(residuals, g):
     x, kernel = residuals
-    _, vjp_x = jax.vjp(lambda x: _conv3x3(x, kernel), x)
-    (dx,) = vjp_x(g)
-    # lowered per platform: the custom call exists on CPU only
+    # The input gradient is the 'SAME' conv of g with the kernel flipped in space and its
+    # channel axes swapped (what XLA's own transpose rule builds).
+    dx = _forward(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
     dk = lax.platform_dependent(x, g, kernel, cpu=_cpu_weight_grad, default=_xla_weight_grad)
     return dx, dk
 

@@ -1,16 +1,20 @@
-// Weight gradient of a 3x3 convolution (stride 1, 'SAME' zero padding, NHWC input, HWIO kernel,
-// float32) as an XLA FFI custom call for the CPU. XLA:CPU runs this gradient as a generic
-// convolution at ~35 GFLOP/s per core, after transposing both operands; this loop nest runs it
-// at 150-200 GFLOP/s per core (AVX-512) with register-blocked outer products. (XLA's forward and
-// input-gradient convolutions, through XNNPACK, already run at ~175-195: they are kept.)
+// 3x3 convolutions (stride 1, 'SAME' zero padding, NHWC input, HWIO kernel, float32) as XLA FFI
+// custom calls for the CPU, for the two cases where XLA:CPU is slow:
 //
-//   x  [N,H,W,C]  the convolution's input
-//   g  [N,H,W,O]  the gradient of its output
-//   dk [3,3,C,O]  dk[ky,kx,c,o] = sum_{n,y,x} x[n, y+ky-1, x+kx-1, c] * g[n,y,x,o]
+//   BinjaxConv3x3Wgrad  the kernel gradient. XLA runs it as a generic convolution at ~35
+//       GFLOP/s per core, after transposing both operands; this runs at 150-210.
+//         x [N,H,W,C], g [N,H,W,O] -> dk [3,3,C,O],  O % 16 == 0
+//         dk[ky,kx,c,o] = sum_{n,y,x} x[n, y+ky-1, x+kx-1, c] * g[n,y,x,o]
+//   BinjaxConv3x3To16   the forward pass to 16 channels (a U-Net's full-resolution level; also
+//       the input gradient of a conv from 16 channels, a forward pass of the flipped kernel).
+//       XLA (XNNPACK) runs it at 5-90 GFLOP/s per core; this at 75-150. XLA's own forward
+//       pass to 32 or more channels runs at 175-199 and is kept.
+//         x [N,H,W,C], k [3,3,C,16] -> y [N,H,W,16]
+//         y[n,y,x,o] = sum_{ky,kx,c} x[n, y+ky-1, x+kx-1, c] * k[ky,kx,c,o]
 //
-// O must be a multiple of 16. Images are shared out over XLA's intra-op thread pool. Under a
-// mesh each device runs this on its own images (see __init__.py) and an all-reduce adds the
-// devices' sums, as XLA does for its own convolution.
+// Both are register-blocked outer products. Work is shared out over XLA's intra-op thread pool.
+// Under a mesh each device runs them on its own images (see __init__.py), and an all-reduce adds
+// the devices' kernel gradients, as XLA does for its own convolution.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -53,6 +57,93 @@ static void parallel_for(ffi::ThreadPool& pool, int64_t items, int64_t workers, 
   std::unique_lock<std::mutex> lock(state->mutex);
   state->all_done.wait(lock, [&] { return state->done == items; });
 }
+
+//===------------------------------------------------------------------------------------===//
+// Forward, 16 output channels
+//===------------------------------------------------------------------------------------===//
+
+// Output pixels [px0, px0 + PX) of one row (16 channels each, one register), from the three
+// zero-padded input rows above, at and below it (nullptr: outside the image). With the input's
+// channel count CT known at compile time the PX pixels' loads are constant offsets, which made
+// the loop 1.3-2x faster than with C at run time (CT = 0).
+template <int PX, int CT>
+static inline void conv16_block(const float* const rows[3], const float* k, float* out, int64_t px0,
+                                int64_t c_runtime) {
+  const int64_t C = CT > 0 ? CT : c_runtime;
+  f32x16 acc[PX];
+  for (int p = 0; p < PX; ++p) acc[p] = f32x16{};
+  for (int ky = 0; ky < 3; ++ky) {
+    if (rows[ky] == nullptr) continue;
+    for (int kx = 0; kx < 3; ++kx) {
+      const float* xp = rows[ky] + (px0 + kx) * C;  // padded row: pixel x sits at x + 1
+      const float* kp = k + (ky * 3 + kx) * C * 16;
+      for (int64_t c = 0; c < C; ++c) {
+        const f32x16 kv = *(const f32x16*)(kp + 16 * c);
+        for (int p = 0; p < PX; ++p) acc[p] += xp[p * C + c] * kv;
+      }
+    }
+  }
+  for (int p = 0; p < PX; ++p) *(f32x16*)(out + (px0 + p) * 16) = acc[p];
+}
+
+template <int CT>
+static void conv16_row(const float* const rows[3], const float* k, float* out, int64_t W, int64_t C) {
+  constexpr int kPixels = 12;  // 12 accumulators: measured best of 8-24 on AVX-512
+  int64_t px = 0;
+  for (; px + kPixels <= W; px += kPixels) conv16_block<kPixels, CT>(rows, k, out, px, C);
+  for (; px < W; ++px) conv16_block<1, CT>(rows, k, out, px, C);
+}
+
+static void conv16_row_any(const float* const rows[3], const float* k, float* out, int64_t W, int64_t C) {
+  switch (C) {  // the channel counts that meet 16 output channels in binjax's models
+    case 1: return conv16_row<1>(rows, k, out, W, C);
+    case 3: return conv16_row<3>(rows, k, out, W, C);
+    case 16: return conv16_row<16>(rows, k, out, W, C);
+    case 32: return conv16_row<32>(rows, k, out, W, C);
+    default: return conv16_row<0>(rows, k, out, W, C);
+  }
+}
+
+static ffi::Error Conv3x3To16Impl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
+                                  ffi::ResultBuffer<ffi::F32> y) {
+  const auto xd = x.dimensions(), kd = k.dimensions();
+  if (xd.size() != 4 || kd.size() != 4 || kd[0] != 3 || kd[1] != 3 || kd[2] != xd[3] || kd[3] != 16)
+    return ffi::Error::InvalidArgument("conv3x3_to16: x [N,H,W,C] and k [3,3,C,16] expected");
+  const int64_t N = xd[0], H = xd[1], W = xd[2], C = xd[3];
+  const float* x_data = x.typed_data();
+  const float* k_data = k.typed_data();
+  float* y_data = y->typed_data();
+  // Items: bands of rows of one image. Each keeps zero-padded copies of the 3 input rows it
+  // reads in a ring, so that the inner loops never test for the image border.
+  constexpr int64_t kBandRows = 8;
+  const int64_t bands = (H + kBandRows - 1) / kBandRows;
+  const int64_t row_size = (W + 2) * C;
+  const int64_t items = N * bands;
+  parallel_for(pool, items, std::min<int64_t>(pool.num_threads(), items), [=](int64_t item, int64_t) {
+    const int64_t n = item / bands, y_begin = (item % bands) * kBandRows;
+    const int64_t y_end = std::min(H, y_begin + kBandRows);
+    std::vector<float> ring(3 * row_size, 0.0f);
+    int64_t ring_rows[3] = {-1, -1, -1};
+    auto padded_row = [&](int64_t r) -> const float* {
+      if (r < 0 || r >= H) return nullptr;
+      float* slot = ring.data() + (r % 3) * row_size;
+      if (ring_rows[r % 3] != r) {
+        std::memcpy(slot + C, x_data + (n * H + r) * W * C, sizeof(float) * W * C);
+        ring_rows[r % 3] = r;
+      }
+      return slot;
+    };
+    for (int64_t r = y_begin; r < y_end; ++r) {
+      const float* rows[3] = {padded_row(r - 1), padded_row(r), padded_row(r + 1)};
+      conv16_row_any(rows, k_data, y_data + (n * H + r) * W * 16, W, C);
+    }
+  });
+  return ffi::Error::Success();
+}
+
+//===------------------------------------------------------------------------------------===//
+// Kernel gradient
+//===------------------------------------------------------------------------------------===//
 
 // For each image row, each of the 9 taps, and each block of CB input x 16*NV output channels:
 // CB*NV accumulators stay in registers across the row, each pixel adds one outer product.
@@ -140,6 +231,13 @@ static ffi::Error Conv3x3WgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x
     for (int64_t i = 0; i < static_cast<int64_t>(partial.size()); ++i) dw_data[i] += partial[i];
   return ffi::Error::Success();
 }
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BinjaxConv3x3To16, Conv3x3To16Impl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BinjaxConv3x3Wgrad, Conv3x3WgradImpl,
                               ffi::Ffi::Bind()
