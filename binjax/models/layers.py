@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from binjax.models import convolution
+from binjax.models import batch_norm, convolution
 
 NORMS = ("batch", "group", "none")
 
@@ -53,7 +53,7 @@ def make_norm(norm: str, features: int, *, dtype, rngs: nnx.Rngs) -> nnx.Module:
     """A normalization layer over the channel axis: 'batch' | 'group' | 'none'."""
     check_norm(norm)
     if norm == "batch":
-        return nnx.BatchNorm(
+        return batch_norm.BatchNorm(
             features, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5, dtype=dtype,
             param_dtype=jnp.float32, rngs=rngs)
     if norm == "group":
