@@ -54,6 +54,7 @@ def main(argv):
         "model": config.model.name,
         "platform": jax.devices()[0].device_kind,
         "compute_dtype": config.compute_dtype,
+        "huge_pages": common.huge_pages_requested(),
     }
     rows = []
     if "train" in _WHAT.value:
