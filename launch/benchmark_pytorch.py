@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -142,7 +143,9 @@ def main():
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     base = {"framework": f"pytorch {torch.__version__}", "model": "unet", "threads": torch.get_num_threads(),
-            "parameters": num_params, "channels_last": args.channels_last}
+            "parameters": num_params, "channels_last": args.channels_last,
+            # binjax's launchers run with glibc's huge pages (launch/common.py); compare like with like
+            "huge_pages": "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")}
     rows = []
     what = args.what.split(",")
     if "train" in what:
