@@ -45,12 +45,13 @@ _HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
 def _launched_as_a_launcher() -> bool:
-    """True when __main__ is one of binjax's launchers (python -m launch.x, or a binjax-* script)."""
+    """True when __main__ is one of binjax's launchers (python -m launch.x, launch/x.py, binjax-x)."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None:
         return spec.name.startswith("launch.")
-    return Path(getattr(main, "__file__", "") or "").name.startswith("binjax-")
+    script = Path(getattr(main, "__file__", "") or "")
+    return script.name.startswith("binjax-") or script.resolve().parent == Path(__file__).resolve().parent
 
 
 def huge_pages_requested() -> bool:

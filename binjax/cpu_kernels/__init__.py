@@ -3,11 +3,11 @@
 XLA:CPU lacks a fast kernel gradient for 3x3 convolutions: it runs them at ~35 GFLOP/s per core,
 after transposing both operands, and they were the largest part of a U-Net train step on CPU.
 conv3x3.cc computes that gradient at 150-210 GFLOP/s per core (AVX-512), and 3x3 convs to 16
-channels (a U-Net's full-resolution level, where XLA manages 5-90) at 75-150.
+channels (a U-Net's full-resolution level, where XLA manages 5-90) at 100-170.
 
 The source is compiled on first use with the machine's C++ compiler ($CXX, else c++) against
 JAX's FFI headers, for the machine's own instruction set, into a cache keyed by source, jaxlib
-version and CPU (so a shared home directory on a mixed cluster is safe):
+version, compiler and CPU (so a shared home directory on a mixed cluster is safe):
 $BINJAX_CACHE_DIR, else ~/.cache/binjax. Without a compiler, or with BINJAX_CPU_KERNELS=0,
 `available()` is False and callers keep XLA's own path: same results, slower. Off, too, when
 JAX's default backend is not the CPU.

@@ -7,7 +7,7 @@
 //         dk[ky,kx,c,o] = sum_{n,y,x} x[n, y+ky-1, x+kx-1, c] * g[n,y,x,o]
 //   BinjaxConv3x3To16   the forward pass to 16 channels (a U-Net's full-resolution level; also
 //       the input gradient of a conv from 16 channels, a forward pass of the flipped kernel).
-//       XLA (XNNPACK) runs it at 5-90 GFLOP/s per core; this at 75-150. XLA's own forward
+//       XLA (XNNPACK) runs it at 5-90 GFLOP/s per core; this at 100-170. XLA's own forward
 //       pass to 32 or more channels runs at 175-199 and is kept.
 //         x [N,H,W,C], k [3,3,C,16] -> y [N,H,W,16]
 //         y[n,y,x,o] = sum_{ky,kx,c} x[n, y+ky-1, x+kx-1, c] * k[ky,kx,c,o]
