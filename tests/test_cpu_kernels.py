@@ -15,8 +15,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from binjax import cpu_kernels
 from binjax.models import convolution
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build binjax.cpu_kernels")
+pytestmark = [
+    pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
+                       reason="no C++ compiler to build binjax.cpu_kernels"),
+    pytest.mark.skipif(not cpu_kernels.cpu_has_avx512(),
+                       reason="binjax.cpu_kernels are used only on CPUs with AVX-512 (XLA's convs otherwise)"),
+]
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
