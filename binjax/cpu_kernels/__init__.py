@@ -8,8 +8,8 @@ channels (a U-Net's full-resolution level, where XLA manages 5-90) at 100-170.
 The source is compiled on first use with the machine's C++ compiler ($CXX, else c++) against
 JAX's FFI headers, for the machine's own instruction set, into a cache keyed by source, jaxlib
 version, compiler and CPU (so a shared home directory on a mixed cluster is safe):
-$BINJAX_CACHE_DIR, else ~/.cache/binjax. Without a compiler, on a CPU without AVX-512, or with
-BINJAX_CPU_KERNELS=0, `available()` is False and callers keep XLA's own path: same results,
+$BINJAX_CACHE_DIR, else ~/.cache/binjax. Without a compiler, on a CPU other than x86 with AVX2
+or AVX-512, or with BINJAX_CPU_KERNELS=0, `available()` is False and callers keep XLA's own path: same results,
 slower. Off, too, when JAX's default backend is not the CPU.
 """
 
@@ -55,16 +55,15 @@ def _cpu_fingerprint() -> str:
         return platform.processor() or platform.machine()
 
 
-def cpu_has_avx512() -> bool:
-    """The kernels' register blocking assumes 32 AVX-512 registers of 16 floats. Built for AVX2
-    (16 registers of 8) the same code ran a U-Net train step in 6.7 s against XLA's 1.2 s, and
-    3.2 s with a quarter of the accumulators (measured with -march=haswell on this AVX-512
-    machine): elsewhere XLA's convolutions are kept."""
+def cpu_is_supported() -> bool:
+    """An x86 CPU with AVX-512, or AVX2 and FMA: what the kernels' register blocking is written
+    for (conv3x3.cc). Other CPUs keep XLA's convolutions, the kernels being unmeasured there."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return re.search(r"^flags\s*:.*\bavx512f\b", flags, re.MULTILINE) is not None
+    flags = set(re.search(r"^flags\s*:(.*)$", info, re.MULTILINE).group(1).split()) if "flags" in info else set()
+    return "avx512f" in flags or {"avx2", "fma"} <= flags
 
 
 def _cache_dir() -> Path:
@@ -96,8 +95,8 @@ def available() -> bool:
     """Compiles (once per machine) and registers the kernels; False if they cannot be used here."""
     if os.environ.get(DISABLE_ENV, "1") == "0" or jax.default_backend() != "cpu":
         return False
-    if not cpu_has_avx512():
-        log.info("binjax CPU kernels: this CPU lacks AVX-512, for which they are blocked; using XLA's convolutions")
+    if not cpu_is_supported():
+        log.info("binjax CPU kernels: written for x86 AVX2 or AVX-512, not this CPU; using XLA's convolutions")
         return False
     compiler = shutil.which(os.environ.get("CXX", "c++"))
     if compiler is None:
