@@ -72,8 +72,7 @@ def _flops(compiled) -> float | None:
     if isinstance(analysis, list):
         analysis = analysis[0] if analysis else {}
     # XLA counts custom calls as 0 FLOPs: add binjax's CPU kernels' own count
-    kernels = cpu_kernels.flops_in(compiled.as_text()) if cpu_kernels.available() else 0.0
-    return float(analysis.get("flops", 0.0)) + kernels or None
+    return float(analysis.get("flops", 0.0)) + cpu_kernels.flops_in(compiled.as_text()) or None
 
 
 def train_throughput(config: ml_collections.ConfigDict, *, steps: int = 10, warmup: int = 2,

@@ -9,8 +9,8 @@ The source is compiled on first use with the machine's C++ compiler ($CXX, else 
 JAX's FFI headers, for the machine's own instruction set, into a cache keyed by source, jaxlib
 version, compiler and CPU (so a shared home directory on a mixed cluster is safe):
 $BINJAX_CACHE_DIR, else ~/.cache/binjax. Without a compiler, on a CPU other than x86 with AVX2
-or AVX-512, or with BINJAX_CPU_KERNELS=0, `available()` is False and callers keep XLA's own path: same results,
-slower. Off, too, when JAX's default backend is not the CPU.
+or AVX-512, or with BINJAX_CPU_KERNELS=0, `available()` is False and callers keep XLA's own
+path: same results, slower. Off, too, when JAX's default backend is not the CPU.
 """
 
 from __future__ import annotations
@@ -45,24 +45,25 @@ DISABLE_ENV = "BINJAX_CPU_KERNELS"
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def _cpu_fingerprint() -> str:
     """What -march=native compiles for: the CPU model and its feature flags."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        lines = [l for l in info.splitlines() if l.startswith(("model name", "flags", "Features"))]
-        return "\n".join(sorted(set(lines)))
-    except OSError:
-        return platform.processor() or platform.machine()
+    lines = [l for l in _cpuinfo().splitlines() if l.startswith(("model name", "flags", "Features"))]
+    return "\n".join(sorted(set(lines))) or platform.processor() or platform.machine()
 
 
 def cpu_is_supported() -> bool:
     """An x86 CPU with AVX-512, or AVX2 and FMA: what the kernels' register blocking is written
     for (conv3x3.cc). Other CPUs keep XLA's convolutions, the kernels being unmeasured there."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = set(re.search(r"^flags\s*:(.*)$", info, re.MULTILINE).group(1).split()) if "flags" in info else set()
+    match = re.search(r"^flags\s*:(.*)$", _cpuinfo(), re.MULTILINE)
+    flags = set(match.group(1).split()) if match else set()
     return "avx512f" in flags or {"avx2", "fma"} <= flags
 
 
@@ -194,8 +195,9 @@ _to16_batch_split.def_partition(
 
 def _check_available() -> None:
     if not available():
-        raise RuntimeError("binjax.cpu_kernels is unavailable here (no compiler, a failed build or "
-                           f"{DISABLE_ENV}=0; see the log): use XLA's convolution instead")
+        raise RuntimeError("binjax.cpu_kernels is unavailable here (not a CPU backend, an unsupported "
+                           f"CPU, no compiler, a failed build or {DISABLE_ENV}=0; see the log): use "
+                           "XLA's convolution instead")
 
 
 def conv3x3_to16(x: jax.Array, kernel: jax.Array) -> jax.Array:
