@@ -56,7 +56,18 @@ def _launched_as_a_launcher() -> bool:
 
 def huge_pages_requested() -> bool:
     """Whether this process's malloc was started with glibc.malloc.hugetlb (see below)."""
-    return "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")
+    return _HUGE_PAGES_TUNABLE in os.environ.get("GLIBC_TUNABLES", "")
+
+
+def huge_pages_supported() -> bool:
+    """Linux with glibc >= 2.35 (the hugetlb tunable) and transparent huge pages not 'never'."""
+    libc, version = platform.libc_ver()
+    if sys.platform != "linux" or libc != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
+        return False
+    try:
+        return "[never]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
 
 
 def use_transparent_huge_pages() -> None:
@@ -69,20 +80,11 @@ def use_transparent_huge_pages() -> None:
     on 2 cores (PyTorch gains alike: README, Speed). glibc reads its tunables only when a process
     starts, hence the re-exec, before anything heavy is imported. BINJAX_HUGE_PAGES=0 opts out.
     """
-    if sys.platform != "linux" or os.environ.get("BINJAX_HUGE_PAGES", "1") == "0":
-        return
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in tunables or "jax" in sys.modules or not _launched_as_a_launcher():
-        # already set (or deliberately set otherwise), too late, or not a launcher (tests, notebooks)
-        return
-    libc, version = platform.libc_ver()
-    if libc != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
-        return
-    try:
-        if "[never]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text():
-            return
-    except OSError:
-        return
+    if os.environ.get("BINJAX_HUGE_PAGES", "1") == "0" or "glibc.malloc.hugetlb" in tunables:
+        return  # opted out, or already set (or deliberately set otherwise)
+    if "jax" in sys.modules or not _launched_as_a_launcher() or not huge_pages_supported():
+        return  # too late, not a launcher (tests, notebooks), or nothing to gain here
     os.environ["GLIBC_TUNABLES"] = f"{tunables}:{_HUGE_PAGES_TUNABLE}" if tunables else _HUGE_PAGES_TUNABLE
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 

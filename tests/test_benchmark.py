@@ -2,8 +2,6 @@
 
 import json
 import os
-import pathlib
-import platform
 import subprocess
 import sys
 
@@ -11,6 +9,7 @@ import pytest
 
 from binjax import benchmark
 from conftest import REPO_ROOT
+from launch import common
 
 
 def test_peak_table_gives_mfu_only_where_the_chip_is_known():
@@ -31,13 +30,10 @@ def test_benchmark_reports_scaling_flops_and_inference(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # the launcher re-executed itself with glibc's huge pages (launch/common.py), where it can
-    libc, version = platform.libc_ver()
-    thp = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     expect_huge_pages = "glibc.malloc.hugetlb=1" in tunables or (
-        libc == "glibc" and tuple(map(int, version.split(".")[:2])) >= (2, 35)
-        and thp.exists() and "[never]" not in thp.read_text()
-        and os.environ.get("BINJAX_HUGE_PAGES", "1") != "0" and "glibc.malloc.hugetlb" not in tunables)
+        common.huge_pages_supported() and os.environ.get("BINJAX_HUGE_PAGES", "1") != "0"
+        and "glibc.malloc.hugetlb" not in tunables)
     assert all(row["huge_pages"] == expect_huge_pages for row in rows)
     train_rows = [r for r in rows if r["bench"] == "train"]
     assert [r["devices"] for r in train_rows] == [1, 2]
