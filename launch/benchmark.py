@@ -48,6 +48,7 @@ def main(argv):
     import jax
 
     from binjax import benchmark
+    from binjax.models import convolution
 
     config = _CONFIG.value
     base = {
@@ -55,6 +56,7 @@ def main(argv):
         "platform": jax.devices()[0].device_kind,
         "compute_dtype": config.compute_dtype,
         "huge_pages": common.huge_pages_requested(),
+        "winograd": convolution.winograd_enabled(),
     }
     rows = []
     if "train" in _WHAT.value:

@@ -68,17 +68,39 @@ def test_conv_to_16_channels_matches_xla(n, h, w, c):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(jnp.abs(want).max()))
 
 
-def test_conv_to_16_channels_under_a_mesh_keeps_the_batch_split():
+# Winograd F(4x4, 3x3): heights and widths not a multiple of the 4-pixel tile, one-pixel images,
+# output channels in 32-wide blocks and a 16-wide rest (48, 80), more tiles than one group holds.
+@pytest.mark.parametrize("n,h,w,c,o", [
+    (2, 9, 7, 16, 16), (1, 1, 1, 16, 32), (3, 6, 13, 32, 48), (1, 4, 8, 48, 80), (2, 40, 36, 32, 64),
+    (1, 5, 6, 256, 256),
+])
+def test_winograd_conv_matches_a_float64_conv(n, h, w, c, o):
+    x, k = random((n, h, w, c), 14), random((3, 3, c, o), 15) / np.sqrt(9 * c)
+    got = np.asarray(jax.jit(cpu_kernels.conv3x3_winograd)(x, k))
+    want = np.asarray(jax.lax.conv_general_dilated(
+        np.asarray(x, np.float64), np.asarray(k, np.float64), (1, 1), "SAME", dimension_numbers=NHWC))
+    # F(4x4, 3x3)'s transforms cost accuracy: ~1e-5 of the largest output at worst, against
+    # ~5e-7 for XLA's direct float32 sum (measured up to 1.3e-5 at 256 -> 256 channels).
+    np.testing.assert_allclose(got, want, rtol=0, atol=3e-5 * np.abs(want).max())
+
+
+def test_winograd_conv_rejects_channels_it_is_not_blocked_for():
+    with pytest.raises(ValueError, match="multiples of 16 channels, got 8 -> 16"):
+        cpu_kernels.conv3x3_winograd(random((1, 4, 4, 8), 0), random((3, 3, 8, 16), 1))
+
+
+@pytest.mark.parametrize("conv,c,o", [(cpu_kernels.conv3x3_to16, 3, 16), (cpu_kernels.conv3x3_winograd, 16, 32)])
+def test_forward_convs_under_a_mesh_keep_the_batch_split(conv, c, o):
     mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    x, k = random((8, 12, 10, 16), 12), random((3, 3, 16, 16), 13)
+    x, k = random((8, 12, 10, c), 12), random((3, 3, c, o), 13)
     xs = jax.device_put(x, NamedSharding(mesh, P("data")))
-    fn = jax.jit(cpu_kernels.conv3x3_to16)
+    fn = jax.jit(conv)
     got = fn(xs, jax.device_put(k, NamedSharding(mesh, P())))
-    np.testing.assert_allclose(got, xla_conv(x, k), rtol=2e-5, atol=1e-4)
+    np.testing.assert_allclose(got, xla_conv(x, k), rtol=2e-5, atol=2e-4)
     assert got.sharding.spec[0] == "data"
     hlo = fn.lower(xs, k).compile().as_text()
     assert "all-gather" not in hlo and "all-reduce" not in hlo
-    assert cpu_kernels.flops_in(hlo) * mesh.size == 2 * 9 * 8 * 12 * 10 * 16 * 16
+    assert cpu_kernels.flops_in(hlo) * mesh.size == 2 * 9 * 8 * 12 * 10 * c * o  # the direct conv's
 
 
 @pytest.mark.parametrize("axes,shape,spec", [
@@ -109,15 +131,16 @@ def loss_and_grads(conv, x, k):
                                       (0, 1)))(x, k)
 
 
-# (8 -> 32): kernel gradient only; (1 -> 16): and the forward pass; (16 -> 16), (16 -> 32): and
-# the input gradient (a conv to 16 channels).
-@pytest.mark.parametrize("c,o", [(8, 32), (1, 16), (16, 16), (16, 32)])
+# (8 -> 32): kernel gradient only; (1 -> 16): and the forward pass (to 16 channels); (16 -> 16),
+# (16 -> 32), (32 -> 48): and the forward pass and input gradient by Winograd.
+@pytest.mark.parametrize("c,o", [(8, 32), (1, 16), (16, 16), (16, 32), (32, 48)])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_drop_in_conv_matches_lax(dtype, c, o):
     x, k = random((2, 10, 12, c), 4).astype(dtype), random((3, 3, c, o), 5).astype(dtype)
     got = loss_and_grads(convolution.conv_general_dilated, x, k)
     want = loss_and_grads(jax.lax.conv_general_dilated, x, k)
-    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    winograd = c % 16 == 0
+    tol = 2e-2 if dtype == jnp.bfloat16 else 1e-4 if winograd else 1e-5
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         assert a.dtype == b.dtype
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=tol,
@@ -127,13 +150,16 @@ def test_drop_in_conv_matches_lax(dtype, c, o):
 def test_drop_in_conv_takes_the_kernels_only_for_3x3_same_stride_1():
     def uses_kernel(x, k, target=cpu_kernels.CONV3X3_WGRAD, **kw):
         def loss(x, k):
-            return jnp.sum(convolution.conv_general_dilated(x, k, dimension_numbers=NHWC, **kw))
+            return jnp.sum(convolution.conv_general_dilated(x, k, dimension_numbers=NHWC, **kw) ** 2)
         return target in jax.jit(jax.grad(loss, (0, 1))).lower(x, k).as_text()
 
     to16 = dict(window_strides=(1, 1), padding="SAME", target=cpu_kernels.CONV3X3_TO16)
-    assert uses_kernel(random((1, 8, 8, 16), 6), random((3, 3, 16, 16), 7), **to16)
-    assert uses_kernel(random((1, 8, 8, 16), 6), random((3, 3, 16, 32), 7), **to16)  # input gradient
-    assert not uses_kernel(random((1, 8, 8, 32), 6), random((3, 3, 32, 32), 7), **to16)
+    winograd = dict(to16, target=cpu_kernels.CONV3X3_WINOGRAD)
+    assert uses_kernel(random((1, 8, 8, 3), 6), random((3, 3, 3, 16), 7), **to16)
+    assert not uses_kernel(random((1, 8, 8, 16), 6), random((3, 3, 16, 16), 7), **to16)
+    assert uses_kernel(random((1, 8, 8, 16), 6), random((3, 3, 16, 16), 7), **winograd)
+    assert uses_kernel(random((1, 8, 8, 32), 6), random((3, 3, 32, 48), 7), **winograd)
+    assert not uses_kernel(random((1, 8, 8, 8), 6), random((3, 3, 8, 32), 7), **winograd)  # C % 16
 
     x = random((1, 8, 8, 16), 6)
     assert uses_kernel(x, random((3, 3, 16, 16), 7), window_strides=(1, 1), padding="SAME")
@@ -144,6 +170,16 @@ def test_drop_in_conv_takes_the_kernels_only_for_3x3_same_stride_1():
     assert not uses_kernel(x, random((3, 3, 16, 8), 7), window_strides=(1, 1), padding="SAME")  # O % 16
     assert not uses_kernel(x, random((3, 3, 4, 16), 7), window_strides=(1, 1), padding="SAME",
                            feature_group_count=4)
+
+
+def test_winograd_off_keeps_the_direct_convs(monkeypatch):
+    monkeypatch.setenv(convolution.WINOGRAD_ENV, "0")
+    x, k = random((1, 8, 8, 16), 6), random((3, 3, 16, 32), 7)
+    hlo = jax.jit(jax.grad(lambda x, k: jnp.sum(convolution.conv_general_dilated(
+        x, k, (1, 1), "SAME", dimension_numbers=NHWC) ** 2), (0, 1))).lower(x, k).as_text()
+    assert cpu_kernels.CONV3X3_WINOGRAD not in hlo
+    assert cpu_kernels.CONV3X3_TO16 in hlo  # the input gradient, to 16 channels
+    assert cpu_kernels.CONV3X3_WGRAD in hlo
 
 
 def test_model_conv_layers_train_like_flax_conv():
