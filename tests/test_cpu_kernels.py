@@ -23,6 +23,7 @@ pytestmark = [
 ]
 
 NHWC = ("NHWC", "HWIO", "NHWC")
+WEIGHT_GRADS = (cpu_kernels.CONV3X3_WGRAD, cpu_kernels.CONV3X3_WINOGRAD_WGRAD)
 
 
 def xla_conv(x, k):
@@ -32,6 +33,28 @@ def xla_conv(x, k):
 def xla_weight_grad(x, g):
     kernel = jnp.zeros((3, 3, x.shape[-1], g.shape[-1]), x.dtype)
     return jax.vjp(lambda k: xla_conv(x, k), kernel)[1](g)[0]
+
+
+def numpy_conv_taps(x):
+    """x [N,H,W,C] in float64, zero-padded by one pixel: the nine shifted views a 3x3 'SAME'
+    conv reads, as (ky, kx, view)."""
+    n, h, w, _ = x.shape
+    padded = np.pad(np.asarray(x, np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return [(ky, kx, padded[:, ky:ky + h, kx:kx + w]) for ky in range(3) for kx in range(3)]
+
+
+def numpy_conv(x, k):
+    """A float64 numpy 3x3 'SAME' conv: an independent reference for the kernels."""
+    k = np.asarray(k, np.float64)
+    return sum(np.einsum("nhwc,co->nhwo", view, k[ky, kx]) for ky, kx, view in numpy_conv_taps(x))
+
+
+def numpy_weight_grad(x, g):
+    g = np.asarray(g, np.float64)
+    dk = np.zeros((3, 3, x.shape[-1], g.shape[-1]))
+    for ky, kx, view in numpy_conv_taps(x):
+        dk[ky, kx] = np.einsum("nhwc,nhwo->co", view, g)
+    return dk
 
 
 def random(shape, seed):
@@ -68,6 +91,12 @@ def test_conv_to_16_channels_matches_xla(n, h, w, c):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(jnp.abs(want).max()))
 
 
+def test_the_float64_references_agree_with_xla():
+    x, k, g = random((2, 5, 7, 4), 20), random((3, 3, 4, 6), 21), random((2, 5, 7, 6), 22)
+    np.testing.assert_allclose(numpy_conv(x, k), xla_conv(x, k), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(numpy_weight_grad(x, g), xla_weight_grad(x, g), rtol=1e-5, atol=1e-5)
+
+
 # Winograd F(4x4, 3x3): heights and widths not a multiple of the 4-pixel tile, one-pixel images,
 # output channels in 32-wide blocks and a 16-wide rest (48, 80), more tiles than one group holds.
 @pytest.mark.parametrize("n,h,w,c,o", [
@@ -77,16 +106,35 @@ def test_conv_to_16_channels_matches_xla(n, h, w, c):
 def test_winograd_conv_matches_a_float64_conv(n, h, w, c, o):
     x, k = random((n, h, w, c), 14), random((3, 3, c, o), 15) / np.sqrt(9 * c)
     got = np.asarray(jax.jit(cpu_kernels.conv3x3_winograd)(x, k))
-    want = np.asarray(jax.lax.conv_general_dilated(
-        np.asarray(x, np.float64), np.asarray(k, np.float64), (1, 1), "SAME", dimension_numbers=NHWC))
+    want = numpy_conv(x, k)
     # F(4x4, 3x3)'s transforms cost accuracy: ~1e-5 of the largest output at worst, against
-    # ~5e-7 for XLA's direct float32 sum (measured up to 1.3e-5 at 256 -> 256 channels).
+    # under 1e-6 for XLA's direct float32 sum (measured up to 1.2e-5 at 256 -> 256 channels).
     np.testing.assert_allclose(got, want, rtol=0, atol=3e-5 * np.abs(want).max())
 
 
-def test_winograd_conv_rejects_channels_it_is_not_blocked_for():
+@pytest.mark.parametrize("n,h,w,c,o", [
+    (2, 9, 7, 16, 16), (1, 1, 1, 16, 32), (3, 6, 13, 32, 48), (2, 40, 36, 32, 64), (1, 5, 6, 256, 256),
+])
+def test_winograd_weight_grad_matches_a_float64_gradient(n, h, w, c, o):
+    x, g = random((n, h, w, c), 16), random((n, h, w, o), 17)
+    got = np.asarray(jax.jit(cpu_kernels.conv3x3_winograd_weight_grad)(x, g))
+    want = numpy_weight_grad(x, g)
+    assert got.shape == (3, 3, c, o)
+    np.testing.assert_allclose(got, want, rtol=0, atol=3e-5 * np.abs(want).max())
+
+
+def test_winograd_kernels_take_empty_batches():
+    x, k = jnp.zeros((0, 5, 5, 16)), random((3, 3, 16, 32), 1)
+    assert jax.jit(cpu_kernels.conv3x3_winograd)(x, k).shape == (0, 5, 5, 32)
+    dk = jax.jit(cpu_kernels.conv3x3_winograd_weight_grad)(x, jnp.zeros((0, 5, 5, 32)))
+    np.testing.assert_array_equal(dk, np.zeros((3, 3, 16, 32)))
+
+
+def test_winograd_kernels_reject_channels_they_are_not_blocked_for():
     with pytest.raises(ValueError, match="multiples of 16 channels, got 8 -> 16"):
         cpu_kernels.conv3x3_winograd(random((1, 4, 4, 8), 0), random((3, 3, 8, 16), 1))
+    with pytest.raises(ValueError, match="multiples of 16 channels, got 16 -> 24"):
+        cpu_kernels.conv3x3_winograd_weight_grad(random((1, 4, 4, 16), 0), random((1, 4, 4, 24), 1))
 
 
 @pytest.mark.parametrize("conv,c,o", [(cpu_kernels.conv3x3_to16, 3, 16), (cpu_kernels.conv3x3_winograd, 16, 32)])
@@ -103,19 +151,22 @@ def test_forward_convs_under_a_mesh_keep_the_batch_split(conv, c, o):
     assert cpu_kernels.flops_in(hlo) * mesh.size == 2 * 9 * 8 * 12 * 10 * c * o  # the direct conv's
 
 
+@pytest.mark.parametrize("weight_grad", [cpu_kernels.conv3x3_weight_grad, cpu_kernels.conv3x3_winograd_weight_grad])
 @pytest.mark.parametrize("axes,shape,spec", [
     (("data",), (8,), P("data")),
     (("data", "fsdp"), (4, 2), P(("data", "fsdp"))),
     (("data", "fsdp"), (4, 2), P("data")),  # batch split over 'data' only: 'fsdp' pairs agree
 ])
-def test_weight_grad_under_a_mesh_splits_the_batch(axes, shape, spec):
+def test_weight_grad_under_a_mesh_splits_the_batch(axes, shape, spec, weight_grad):
     mesh = jax.make_mesh(shape, axes, axis_types=(jax.sharding.AxisType.Auto,) * len(axes))
     x, g = random((8, 12, 10, 16), 2), random((8, 12, 10, 32), 3)
     batch = NamedSharding(mesh, spec)
     xs, gs = jax.device_put(x, batch), jax.device_put(g, batch)
-    fn = jax.jit(cpu_kernels.conv3x3_weight_grad)
+    fn = jax.jit(weight_grad)
     got = fn(xs, gs)
-    np.testing.assert_allclose(got, xla_weight_grad(x, g), rtol=2e-5, atol=1e-4)
+    want = xla_weight_grad(x, g)
+    winograd = weight_grad is cpu_kernels.conv3x3_winograd_weight_grad
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=3e-5 * float(jnp.abs(want).max()) if winograd else 1e-4)
     assert got.sharding.is_fully_replicated
     hlo = fn.lower(xs, gs).compile().as_text()
     # each device works on its own images: no activation is gathered, one all-reduce adds them
@@ -132,7 +183,7 @@ def loss_and_grads(conv, x, k):
 
 
 # (8 -> 32): kernel gradient only; (1 -> 16): and the forward pass (to 16 channels); (16 -> 16),
-# (16 -> 32), (32 -> 48): and the forward pass and input gradient by Winograd.
+# (16 -> 32), (32 -> 48): all three by Winograd.
 @pytest.mark.parametrize("c,o", [(8, 32), (1, 16), (16, 16), (16, 32), (32, 48)])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_drop_in_conv_matches_lax(dtype, c, o):
@@ -148,10 +199,11 @@ def test_drop_in_conv_matches_lax(dtype, c, o):
 
 
 def test_drop_in_conv_takes_the_kernels_only_for_3x3_same_stride_1():
-    def uses_kernel(x, k, target=cpu_kernels.CONV3X3_WGRAD, **kw):
+    def uses_kernel(x, k, target=None, **kw):
         def loss(x, k):
             return jnp.sum(convolution.conv_general_dilated(x, k, dimension_numbers=NHWC, **kw) ** 2)
-        return target in jax.jit(jax.grad(loss, (0, 1))).lower(x, k).as_text()
+        hlo = jax.jit(jax.grad(loss, (0, 1))).lower(x, k).as_text()
+        return any(t in hlo for t in ([target] if target else WEIGHT_GRADS))
 
     to16 = dict(window_strides=(1, 1), padding="SAME", target=cpu_kernels.CONV3X3_TO16)
     winograd = dict(to16, target=cpu_kernels.CONV3X3_WINOGRAD)
@@ -159,6 +211,9 @@ def test_drop_in_conv_takes_the_kernels_only_for_3x3_same_stride_1():
     assert not uses_kernel(random((1, 8, 8, 16), 6), random((3, 3, 16, 16), 7), **to16)
     assert uses_kernel(random((1, 8, 8, 16), 6), random((3, 3, 16, 16), 7), **winograd)
     assert uses_kernel(random((1, 8, 8, 32), 6), random((3, 3, 32, 48), 7), **winograd)
+    winograd_wgrad = dict(to16, target=cpu_kernels.CONV3X3_WINOGRAD_WGRAD)
+    assert uses_kernel(random((1, 8, 8, 32), 6), random((3, 3, 32, 48), 7), **winograd_wgrad)
+    assert not uses_kernel(random((1, 8, 8, 3), 6), random((3, 3, 3, 16), 7), **winograd_wgrad)
     assert not uses_kernel(random((1, 8, 8, 8), 6), random((3, 3, 8, 32), 7), **winograd)  # C % 16
 
     x = random((1, 8, 8, 16), 6)
@@ -177,7 +232,7 @@ def test_winograd_off_keeps_the_direct_convs(monkeypatch):
     x, k = random((1, 8, 8, 16), 6), random((3, 3, 16, 32), 7)
     hlo = jax.jit(jax.grad(lambda x, k: jnp.sum(convolution.conv_general_dilated(
         x, k, (1, 1), "SAME", dimension_numbers=NHWC) ** 2), (0, 1))).lower(x, k).as_text()
-    assert cpu_kernels.CONV3X3_WINOGRAD not in hlo
+    assert cpu_kernels.CONV3X3_WINOGRAD not in hlo and cpu_kernels.CONV3X3_WINOGRAD_WGRAD not in hlo
     assert cpu_kernels.CONV3X3_TO16 in hlo  # the input gradient, to 16 channels
     assert cpu_kernels.CONV3X3_WGRAD in hlo
 

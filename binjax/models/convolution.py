@@ -5,9 +5,10 @@ parameters and checkpoints are unchanged. For the U-Net's convs (3x3, stride 1, 
 NHWC/HWIO, no groups or dilation, a multiple of 16 output channels) on CPU, binjax.cpu_kernels
 computes them faster than XLA:CPU (see conv3x3.cc):
   - the kernel gradient (XLA: about 4x slower);
-  - forward and input-gradient convs between multiples of 16 channels by Winograd F(4x4, 3x3):
-    the same convolution with 4x fewer multiplications, 1.1-2.4x faster than XLA's (XNNPACK)
-    direct convs, to float32 error up to ~1e-5 of the largest output (direct: ~5e-7);
+  - between multiples of 16 channels, by Winograd F(4x4, 3x3), the same convolution with 4x
+    fewer multiplications: forward and input-gradient convs 1.1-2.4x faster than XLA's
+    (XNNPACK) direct convs, kernel gradients 1.1-2.2x faster than binjax's direct one; float32
+    error up to ~1e-5 of the largest output (direct sums: under 1e-6);
   - other convs to 16 channels, e.g. from an input image's 1 or 3 (XLA: 1.5-7x slower).
 Every other case, and every other platform, is plain lax. BINJAX_WINOGRAD=0 (read when a
 function is traced) keeps the direct sums: XLA's convs, and binjax's own for convs to 16
@@ -29,7 +30,8 @@ WINOGRAD_ENV = "BINJAX_WINOGRAD"
 
 
 def winograd_enabled() -> bool:
-    """Whether 3x3 convs between multiples of 16 channels take Winograd on CPU (module doc)."""
+    """Whether 3x3 convs between multiples of 16 channels, and their gradients, take Winograd on
+    CPU (module doc)."""
     return os.environ.get(WINOGRAD_ENV, "1") != "0" and cpu_kernels.available()
 
 
@@ -63,6 +65,8 @@ def _xla_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array
 
 
 def _cpu_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
+    if x.shape[-1] % 16 == 0 and g.shape[-1] % 16 == 0 and winograd_enabled():
+        return cpu_kernels.conv3x3_winograd_weight_grad(x, g).astype(kernel.dtype)
     return cpu_kernels.conv3x3_weight_grad(x, g).astype(kernel.dtype)
 
 
