@@ -35,6 +35,10 @@ def winograd_enabled() -> bool:
     return os.environ.get(WINOGRAD_ENV, "1") != "0" and cpu_kernels.available()
 
 
+def _takes_winograd(channels_in: int, channels_out: int) -> bool:
+    return channels_in % 16 == 0 and channels_out % 16 == 0 and winograd_enabled()
+
+
 def _conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_NHWC)
 
@@ -48,10 +52,9 @@ def _cpu_conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    channels_in, channels_out = kernel.shape[2:]
-    if channels_in % 16 == 0 and channels_out % 16 == 0 and winograd_enabled():
+    if _takes_winograd(*kernel.shape[2:]):
         cpu = _cpu_conv3x3_winograd
-    elif channels_out == 16:
+    elif kernel.shape[-1] == 16:
         cpu = _cpu_conv3x3_to16
     else:
         return _conv3x3(x, kernel)
@@ -65,7 +68,7 @@ def _xla_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array
 
 
 def _cpu_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
-    if x.shape[-1] % 16 == 0 and g.shape[-1] % 16 == 0 and winograd_enabled():
+    if _takes_winograd(x.shape[-1], g.shape[-1]):
         return cpu_kernels.conv3x3_winograd_weight_grad(x, g).astype(kernel.dtype)
     return cpu_kernels.conv3x3_weight_grad(x, g).astype(kernel.dtype)
 
