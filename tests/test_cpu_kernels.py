@@ -123,6 +123,52 @@ def test_winograd_weight_grad_matches_a_float64_gradient(n, h, w, c, o):
     np.testing.assert_allclose(got, want, rtol=0, atol=3e-5 * np.abs(want).max())
 
 
+def test_winograd_conv_with_affine_relu_folds_an_eval_batch_norm():
+    x, k = random((2, 9, 7, 16), 30), random((3, 3, 16, 48), 31) / 12
+    scale, shift = random((48,), 32), random((48,), 33)
+    got = np.asarray(jax.jit(cpu_kernels.conv3x3_winograd_affine_relu)(x, k, scale, shift))
+    want = np.maximum(numpy_conv(x, k) * np.asarray(scale) + np.asarray(shift), 0)
+    np.testing.assert_allclose(got, want, rtol=0, atol=3e-5 * np.abs(want).max())
+    assert (got == 0).mean() > 0.3  # the ReLU did clip
+    # a NaN stays a NaN, as jax.nn.relu keeps it
+    nan_shift = shift.at[5].set(jnp.nan)
+    got = np.asarray(cpu_kernels.conv3x3_winograd_affine_relu(x, k, scale, nan_shift))
+    assert np.isnan(got[..., 5]).all() and not np.isnan(np.delete(got, 5, axis=-1)).any()
+
+
+def test_eval_mode_conv_norm_relu_runs_as_one_call_with_the_same_values_and_gradients(monkeypatch):
+    from binjax.models import layers
+
+    block = layers.ConvNormAct(16, 32, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(34)
+    block.norm.mean[...] = jnp.asarray(rng.normal(0, 0.3, 32), jnp.float32)
+    block.norm.var[...] = jnp.asarray(rng.uniform(0.5, 2, 32), jnp.float32)
+    block.norm.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, 32), jnp.float32)
+    block.norm.bias[...] = jnp.asarray(rng.normal(0, 0.3, 32), jnp.float32)
+    x = random((2, 12, 10, 16), 35)
+    eval_block = nnx.view(block, use_running_average=True)
+    train_block = nnx.view(block, use_running_average=False)
+
+    def run(module):
+        graphdef, state = nnx.split(module)
+
+        def loss(state, x):
+            y = nnx.merge(graphdef, state)(x)
+            return jnp.sum(jnp.sin(y)), y
+
+        fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+        return fn(state, x), fn.lower(state, x).compile().as_text()
+
+    (fused, hlo) = run(eval_block)
+    assert cpu_kernels.CONV3X3_WINOGRAD_AFFINE_RELU in hlo
+    assert cpu_kernels.CONV3X3_WINOGRAD_AFFINE_RELU not in run(train_block)[1]
+    monkeypatch.setattr(layers.ConvNormAct, "_folds_into_conv", lambda self, x: False)
+    (plain, plain_hlo) = run(eval_block)
+    assert cpu_kernels.CONV3X3_WINOGRAD_AFFINE_RELU not in plain_hlo
+    for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
 def test_winograd_kernels_take_empty_batches():
     x, k = jnp.zeros((0, 5, 5, 16)), random((3, 3, 16, 32), 1)
     assert jax.jit(cpu_kernels.conv3x3_winograd)(x, k).shape == (0, 5, 5, 32)

@@ -41,9 +41,11 @@ CONV3X3_WGRAD = "binjax_conv3x3_wgrad"
 CONV3X3_TO16 = "binjax_conv3x3_to16"
 CONV3X3_WINOGRAD = "binjax_conv3x3_winograd"
 CONV3X3_WINOGRAD_WGRAD = "binjax_conv3x3_winograd_wgrad"
+CONV3X3_WINOGRAD_AFFINE_RELU = "binjax_conv3x3_winograd_affine_relu"
 _SOURCE = Path(__file__).with_name("conv3x3.cc")
 _SYMBOLS = {CONV3X3_WGRAD: "BinjaxConv3x3Wgrad", CONV3X3_TO16: "BinjaxConv3x3To16",
-            CONV3X3_WINOGRAD: "BinjaxConv3x3Winograd", CONV3X3_WINOGRAD_WGRAD: "BinjaxConv3x3WinogradWgrad"}
+            CONV3X3_WINOGRAD: "BinjaxConv3x3Winograd", CONV3X3_WINOGRAD_WGRAD: "BinjaxConv3x3WinogradWgrad",
+            CONV3X3_WINOGRAD_AFFINE_RELU: "BinjaxConv3x3WinogradAffineRelu"}
 DISABLE_ENV = "BINJAX_CPU_KERNELS"
 
 log = logging.getLogger(__name__)
@@ -174,31 +176,34 @@ _wgrad_batch_split = _batch_split_wgrad(CONV3X3_WGRAD)
 _winograd_wgrad_batch_split = _batch_split_wgrad(CONV3X3_WINOGRAD_WGRAD)
 
 
-def _forward_call(target: str, x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _forward_call(target: str, x: jax.Array, kernel: jax.Array, *per_channel: jax.Array) -> jax.Array:
     result = jax.ShapeDtypeStruct((*x.shape[:3], kernel.shape[-1]), jnp.float32)
-    return jax.ffi.ffi_call(target, result)(x, kernel)
+    return jax.ffi.ffi_call(target, result)(x, kernel, *per_channel)
 
 
-def _batch_split_forward(target: str):
-    """The forward conv `target` under a mesh: each device convolves its own images with the
-    (whole) kernel, no communication."""
+def _batch_split_forward(target: str, per_channel: int = 0):
+    """The forward conv `target` (x, kernel and `per_channel` [O] operands) under a mesh: each
+    device convolves its own images with the (whole) kernel, no communication."""
 
     @custom_partitioning
-    def split(x: jax.Array, kernel: jax.Array) -> jax.Array:
-        return _forward_call(target, x, kernel)
+    def split(x: jax.Array, kernel: jax.Array, *vectors: jax.Array) -> jax.Array:
+        return _forward_call(target, x, kernel, *vectors)
 
     def partition(mesh, arg_shapes, result_shape):
         batch = NamedSharding(mesh, P(_batch_axes(mesh, arg_shapes[0].shape[0]) or None))
-        return mesh, functools.partial(_forward_call, target), batch, (batch, NamedSharding(mesh, P()))
+        whole = NamedSharding(mesh, P())
+        return mesh, functools.partial(_forward_call, target), batch, (batch, whole, *[whole] * per_channel)
 
     split.def_partition(
         partition, infer_sharding_from_operands=lambda *args: partition(*args)[2], decode_shardings=False,
-        sharding_rule="n h w c, i j c o -> n h w o", need_replication_factors=("h", "w", "c", "i", "j", "o"))
+        sharding_rule="n h w c, i j c o" + ", o" * per_channel + " -> n h w o",
+        need_replication_factors=("h", "w", "c", "i", "j", "o"))
     return split
 
 
 _to16_batch_split = _batch_split_forward(CONV3X3_TO16)
 _winograd_batch_split = _batch_split_forward(CONV3X3_WINOGRAD)
+_winograd_affine_relu_batch_split = _batch_split_forward(CONV3X3_WINOGRAD_AFFINE_RELU, per_channel=2)
 
 
 def _check_available() -> None:
@@ -240,6 +245,17 @@ def conv3x3_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     return _wgrad_batch_split(x.astype(jnp.float32), g.astype(jnp.float32))
 
 
+def conv3x3_winograd_affine_relu(x: jax.Array, kernel: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
+    """max(conv3x3_winograd(x, kernel) * scale + shift, 0), scale and shift [O]: an eval-mode
+    BatchNorm and ReLU folded into the conv's store, one pass over the output fewer."""
+    _check_available()
+    if x.shape[-1] % 16 or kernel.shape[-1] % 16:
+        raise ValueError(f"conv3x3_winograd_affine_relu needs multiples of 16 channels, got "
+                         f"{x.shape[-1]} -> {kernel.shape[-1]}")
+    f32 = [a.astype(jnp.float32) for a in (x, kernel, scale, shift)]
+    return _winograd_affine_relu_batch_split(*f32)
+
+
 def conv3x3_winograd_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     """conv3x3_weight_grad by Winograd F(4x4, 3x3) (see conv3x3.cc), for C and O multiples of 16;
     float32 error ~4e-6 of the largest gradient entry (the direct kernel: <1e-6)."""
@@ -254,7 +270,7 @@ _WGRAD_CALL = re.compile(
     + CONV3X3_WINOGRAD_WGRAD + r")\", operand_layout_constraints=\{f32\[(\d+),(\d+),(\d+),\d+\]")
 _FORWARD_CALL = re.compile(
     r"= f32\[(\d+),(\d+),(\d+),(\d+)\]\S* custom-call\([^)]*\), custom_call_target=\"(?:"
-    + CONV3X3_TO16 + "|" + CONV3X3_WINOGRAD + r")\", operand_layout_constraints=\{f32\[\d+,\d+,\d+,(\d+)\]")
+    + "|".join([CONV3X3_TO16, CONV3X3_WINOGRAD, CONV3X3_WINOGRAD_AFFINE_RELU]) + r")\", operand_layout_constraints=\{f32\[\d+,\d+,\d+,(\d+)\]")
 
 
 def flops_in(hlo_text: str) -> float:

@@ -13,6 +13,8 @@
 //       which run at 150-199 GFLOP/s per core.
 //         x [N,H,W,C], k [3,3,C,O] -> y [N,H,W,O],  C % 16 == 0, O % 16 == 0
 //         y[n,y,x,o] = sum_{ky,kx,c} x[n, y+ky-1, x+kx-1, c] * k[ky,kx,c,o]
+//   BinjaxConv3x3WinogradAffineRelu  the same with max(y * scale + shift, 0) folded into its
+//       store (an eval-mode BatchNorm + ReLU):  x, k, scale [O], shift [O] -> y
 //   BinjaxConv3x3To16   the direct forward pass to 16 channels, for inputs of any channel count
 //       (an image's 1 or 3). XLA (XNNPACK) runs these at 5-90 GFLOP/s per core; this at 100-170.
 //         x [N,H,W,C], k [3,3,C,16] -> y [N,H,W,16]
@@ -305,11 +307,23 @@ static void winograd_products(const float* V, const float* U, float* M, int64_t 
 }
 
 // y's pixels of tiles [t0, t0 + T) from their products M[ab][t][o].
+typedef int32_t veci __attribute__((vector_size(4 * BINJAX_LANES), aligned(4)));
+
+// max(v, 0), NaN kept as jax.nn.relu keeps it: the comparison's lanes are all ones or zeros.
+static inline vecf relu(vecf v) {
+  const vecf zero{};
+  return (vecf)((veci)v & ~(veci)(v < zero));
+}
+
+// With `scale` (and `shift`), each output becomes max(y * scale[o] + shift[o], 0): an eval-mode
+// BatchNorm and ReLU folded into the store, saving a pass over the output.
 static void winograd_output_transform(const float* M, int64_t H, int64_t W, int64_t O, int64_t TW, int64_t t0,
-                                      int64_t T, float* y) {
+                                      int64_t T, const float* scale, const float* shift, float* y) {
   for (int64_t t = 0; t < T; ++t) {
     const int64_t y0 = (t0 + t) / TW * 4, x0 = (t0 + t) % TW * 4;
     for (int64_t o = 0; o < O; o += kLanes) {
+      vecf gain{}, offset{};
+      if (scale != nullptr) gain = *(const vecf*)(scale + o), offset = *(const vecf*)(shift + o);
       vecf rows[4][6];  // (A^T M)[r][b]
       for (int b = 0; b < 6; ++b) {
         vecf m[6], r[4];
@@ -320,14 +334,17 @@ static void winograd_output_transform(const float* M, int64_t H, int64_t W, int6
       for (int r = 0; r < 4 && y0 + r < H; ++r) {
         vecf out[4];
         winograd_output_1d(rows[r], out);
+        if (scale != nullptr)
+          for (int s = 0; s < 4; ++s) out[s] = relu(out[s] * gain + offset);
         for (int s = 0; s < 4 && x0 + s < W; ++s) *(vecf*)(y + ((y0 + r) * W + x0 + s) * O + o) = out[s];
       }
     }
   }
 }
 
-static ffi::Error Conv3x3WinogradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
-                                      ffi::ResultBuffer<ffi::F32> y) {
+// scale and shift: nullptr, or [O] each (see winograd_output_transform).
+static ffi::Error winograd_forward(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& k,
+                                   const float* scale, const float* shift, ffi::ResultBuffer<ffi::F32>& y) {
   const auto xd = x.dimensions(), kd = k.dimensions();
   if (xd.size() != 4 || kd.size() != 4 || kd[0] != 3 || kd[1] != 3 || kd[2] != xd[3])
     return ffi::Error::InvalidArgument("conv3x3_winograd: x [N,H,W,C] and k [3,3,C,O] expected");
@@ -363,9 +380,23 @@ static ffi::Error Conv3x3WinogradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32
     const int64_t n = item / groups, t0 = item % groups * group, T = std::min(group, tiles - t0);
     winograd_input_transform(x_data + n * H * W * C, H, W, C, TW, t0, T, V);
     winograd_products(V, U, M, T, C, O);
-    winograd_output_transform(M, H, W, O, TW, t0, T, y_data + n * H * W * O);
+    winograd_output_transform(M, H, W, O, TW, t0, T, scale, shift, y_data + n * H * W * O);
   });
   return ffi::Error::Success();
+}
+
+static ffi::Error Conv3x3WinogradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
+                                      ffi::ResultBuffer<ffi::F32> y) {
+  return winograd_forward(pool, x, k, nullptr, nullptr, y);
+}
+
+static ffi::Error Conv3x3WinogradAffineReluImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
+                                                ffi::Buffer<ffi::F32> k, ffi::Buffer<ffi::F32> scale,
+                                                ffi::Buffer<ffi::F32> shift, ffi::ResultBuffer<ffi::F32> y) {
+  const int64_t O = k.dimensions().back();
+  if (scale.element_count() != O || shift.element_count() != O)
+    return ffi::Error::InvalidArgument("conv3x3_winograd_affine_relu: scale and shift must be [O]");
+  return winograd_forward(pool, x, k, scale.typed_data(), shift.typed_data(), y);
 }
 
 //===------------------------------------------------------------------------------------===//
@@ -625,3 +656,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BinjaxConv3x3To16, Conv3x3To16Impl, two_buffers_to
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BinjaxConv3x3Wgrad, Conv3x3WgradImpl, two_buffers_to_one());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BinjaxConv3x3Winograd, Conv3x3WinogradImpl, two_buffers_to_one());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BinjaxConv3x3WinogradWgrad, Conv3x3WinogradWgradImpl, two_buffers_to_one());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BinjaxConv3x3WinogradAffineRelu, Conv3x3WinogradAffineReluImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());

@@ -69,6 +69,11 @@ class BatchNorm(nnx.BatchNorm):
     Everything else (eval mode, masks, axis_name, a missing scale or bias) is nnx.BatchNorm's own.
     """
 
+    def running_affine(self) -> tuple[jax.Array, jax.Array]:
+        """(gain, offset), float32 [C]: eval mode's normalization as x * gain + offset."""
+        gain = self.scale[...] * jax.lax.rsqrt(self.var[...] + self.epsilon)
+        return gain, self.bias[...] - self.mean[...] * gain
+
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
         use_running_average = self.use_running_average if use_running_average is None else use_running_average
         plain = (use_running_average is not False or mask is not None or self.axis_name is not None

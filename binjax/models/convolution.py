@@ -10,6 +10,8 @@ computes them faster than XLA:CPU (see conv3x3.cc):
     (XNNPACK) direct convs, kernel gradients 1.1-2.2x faster than binjax's direct one; float32
     error up to ~1e-5 of the largest output (direct sums: under 1e-6);
   - other convs to 16 channels, e.g. from an input image's 1 or 3 (XLA: 1.5-7x slower).
+`conv3x3_affine_relu` also folds an eval-mode BatchNorm and ReLU into a Winograd conv's store
+(layers.ConvNormAct uses it at inference): one pass over each activation fewer.
 Every other case, and every other platform, is plain lax. BINJAX_WINOGRAD=0 (read when a
 function is traced) keeps the direct sums: XLA's convs, and binjax's own for convs to 16
 channels, as before Winograd.
@@ -93,6 +95,40 @@ def _conv3x3_bwd(residuals, g):
 
 
 conv3x3_same.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+def _affine_relu_reference(x, kernel, scale, shift):
+    return jax.nn.relu(conv3x3_same(x, kernel) * scale + shift)
+
+
+def _cpu_affine_relu(x, kernel, scale, shift):
+    return cpu_kernels.conv3x3_winograd_affine_relu(x, kernel, scale, shift).astype(x.dtype)
+
+
+@jax.custom_vjp
+def _fused_affine_relu(x, kernel, scale, shift):
+    return lax.platform_dependent(x, kernel, scale, shift, cpu=_cpu_affine_relu, default=_affine_relu_reference)
+
+
+def _fused_affine_relu_fwd(x, kernel, scale, shift):
+    return _fused_affine_relu(x, kernel, scale, shift), (x, kernel, scale, shift)
+
+
+def _fused_affine_relu_bwd(residuals, g):
+    # Rarely needed (a frozen BatchNorm): the unfused layers' gradient, forward recomputed.
+    return jax.vjp(_affine_relu_reference, *residuals)[1](g)
+
+
+_fused_affine_relu.defvjp(_fused_affine_relu_fwd, _fused_affine_relu_bwd)
+
+
+def conv3x3_affine_relu(x: jax.Array, kernel: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
+    """relu(conv3x3_same(x, kernel) * scale + shift), scale and shift [O]: a 3x3 conv followed by
+    an eval-mode BatchNorm and ReLU. On CPU, between multiples of 16 channels, one Winograd
+    call that applies the affine map and ReLU as it stores (one pass over the output fewer)."""
+    if _takes_winograd(*kernel.shape[2:]):
+        return _fused_affine_relu(x, kernel, scale, shift)
+    return _affine_relu_reference(x, kernel, scale, shift)
 
 
 def _is_conv3x3_same(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
