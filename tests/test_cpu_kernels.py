@@ -98,9 +98,10 @@ def test_the_float64_references_agree_with_xla():
 
 
 # Winograd F(4x4, 3x3): heights and widths not a multiple of the 4-pixel tile, one-pixel images,
-# output channels in 32-wide blocks and a 16-wide rest (48, 80), more tiles than one group holds.
+# output channels in 32-wide blocks and a 16-wide rest (48, 80), and images of more tiles than
+# one group holds (90 tiles in groups of 24; 208 in groups of 96 for the kernel gradient).
 @pytest.mark.parametrize("n,h,w,c,o", [
-    (2, 9, 7, 16, 16), (1, 1, 1, 16, 32), (3, 6, 13, 32, 48), (1, 4, 8, 48, 80), (2, 40, 36, 32, 64),
+    (2, 9, 7, 16, 16), (1, 1, 1, 16, 32), (3, 6, 13, 32, 48), (1, 4, 8, 48, 80), (1, 40, 36, 64, 256),
     (1, 5, 6, 256, 256),
 ])
 def test_winograd_conv_matches_a_float64_conv(n, h, w, c, o):
@@ -113,7 +114,7 @@ def test_winograd_conv_matches_a_float64_conv(n, h, w, c, o):
 
 
 @pytest.mark.parametrize("n,h,w,c,o", [
-    (2, 9, 7, 16, 16), (1, 1, 1, 16, 32), (3, 6, 13, 32, 48), (2, 40, 36, 32, 64), (1, 5, 6, 256, 256),
+    (2, 9, 7, 16, 16), (1, 1, 1, 16, 32), (3, 6, 13, 32, 48), (2, 64, 52, 16, 256), (1, 5, 6, 256, 256),
 ])
 def test_winograd_weight_grad_matches_a_float64_gradient(n, h, w, c, o):
     x, g = random((n, h, w, c), 16), random((n, h, w, o), 17)
