@@ -309,11 +309,14 @@ def run_python(code: str, **env) -> subprocess.CompletedProcess:
 
 CHECK = """
 from binjax import cpu_kernels
-from binjax.models import convolution
+from binjax.models import convolution, layers
+from flax import nnx
 import jax, jax.numpy as jnp
 x, k = jnp.ones((1, 6, 6, 16)), jnp.ones((3, 3, 16, 16))
 g = jax.grad(lambda k: convolution.conv_general_dilated(x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')).sum())(k)
 print('available', cpu_kernels.available(), float(g[1, 1, 0, 0]))
+block = nnx.view(layers.ConvNormAct(16, 16, rngs=nnx.Rngs(0)), use_running_average=True)
+print('eval block', block(x).shape)  # fused with the kernels, the plain layers without
 """
 
 
@@ -322,6 +325,7 @@ def test_without_the_kernel_xla_computes_the_same_gradient(env, tmp_path):
     result = run_python(CHECK, BINJAX_CACHE_DIR=str(tmp_path), **env)
     assert result.returncode == 0, result.stderr
     assert "available False 36.0" in result.stdout  # the centre tap sums x over all 6x6 pixels
+    assert "eval block (1, 6, 6, 16)" in result.stdout
     if "CXX" in env:
         assert "no C++ compiler" in result.stderr
 

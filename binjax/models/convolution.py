@@ -37,7 +37,8 @@ def winograd_enabled() -> bool:
     return os.environ.get(WINOGRAD_ENV, "1") != "0" and cpu_kernels.available()
 
 
-def _takes_winograd(channels_in: int, channels_out: int) -> bool:
+def takes_winograd(channels_in: int, channels_out: int) -> bool:
+    """Whether a 3x3 'SAME' conv between these channel counts takes Winograd here (module doc)."""
     return channels_in % 16 == 0 and channels_out % 16 == 0 and winograd_enabled()
 
 
@@ -54,7 +55,7 @@ def _cpu_conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    if _takes_winograd(*kernel.shape[2:]):
+    if takes_winograd(*kernel.shape[2:]):
         cpu = _cpu_conv3x3_winograd
     elif kernel.shape[-1] == 16:
         cpu = _cpu_conv3x3_to16
@@ -70,7 +71,7 @@ def _xla_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array
 
 
 def _cpu_weight_grad(x: jax.Array, g: jax.Array, kernel: jax.Array) -> jax.Array:
-    if _takes_winograd(x.shape[-1], g.shape[-1]):
+    if takes_winograd(x.shape[-1], g.shape[-1]):
         return cpu_kernels.conv3x3_winograd_weight_grad(x, g).astype(kernel.dtype)
     return cpu_kernels.conv3x3_weight_grad(x, g).astype(kernel.dtype)
 
@@ -124,11 +125,12 @@ _fused_affine_relu.defvjp(_fused_affine_relu_fwd, _fused_affine_relu_bwd)
 
 def conv3x3_affine_relu(x: jax.Array, kernel: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
     """relu(conv3x3_same(x, kernel) * scale + shift), scale and shift [O]: a 3x3 conv followed by
-    an eval-mode BatchNorm and ReLU. On CPU, between multiples of 16 channels, one Winograd
-    call that applies the affine map and ReLU as it stores (one pass over the output fewer)."""
-    if _takes_winograd(*kernel.shape[2:]):
-        return _fused_affine_relu(x, kernel, scale, shift)
-    return _affine_relu_reference(x, kernel, scale, shift)
+    an eval-mode BatchNorm and ReLU, as one Winograd call that applies the affine map and ReLU
+    as it stores (one pass over the output fewer). Only where takes_winograd(C, O)."""
+    if not takes_winograd(*kernel.shape[2:]):
+        raise ValueError(f"conv3x3_affine_relu: no fused {kernel.shape[2]} -> {kernel.shape[3]} "
+                         "channel conv here (see takes_winograd)")
+    return _fused_affine_relu(x, kernel, scale, shift)
 
 
 def _is_conv3x3_same(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,

@@ -220,14 +220,17 @@ class ConvNormAct(nnx.Module):
         self.activation = activation
 
     def _folds_into_conv(self, x: jax.Array) -> bool:
-        """Eval-mode BatchNorm + ReLU after a 3x3 'SAME' conv: one fused call (convolution.py)."""
+        """Eval-mode BatchNorm + ReLU after a 3x3 'SAME' conv that takes Winograd here: one fused
+        call (convolution.conv3x3_affine_relu). Elsewhere (GPU, TPU, no CPU kernels) the layers
+        run as written."""
         conv, norm = self.conv, self.norm
         return (self.activation is nnx.relu and isinstance(norm, batch_norm.BatchNorm)
                 and norm.use_running_average is True and norm.scale is not None and norm.bias is not None
                 and isinstance(conv, nnx.Conv) and conv.bias is None and x.ndim == 4
                 and tuple(conv.kernel_size) == (3, 3) and tuple(conv.strides) == (1, 1)
                 and conv.padding == "SAME" and conv.feature_group_count == 1
-                and conv.input_dilation in (1, (1, 1)) and conv.kernel_dilation in (1, (1, 1)))
+                and conv.input_dilation in (1, (1, 1)) and conv.kernel_dilation in (1, (1, 1))
+                and convolution.takes_winograd(conv.in_features, conv.out_features))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self._folds_into_conv(x):
