@@ -238,32 +238,42 @@ static void winograd_kernel_transform(const float* k, int64_t C, int64_t O, int6
   }
 }
 
-// V[ab][t][c] for tiles [t0, t0 + T) of one image x [H,W,C]; tile t covers output rows
-// 4 (t / TW) .. + 3 and columns 4 (t % TW) .. + 3 (zero padding outside the image).
-static void winograd_input_transform(const float* x, int64_t H, int64_t W, int64_t C, int64_t TW, int64_t t0,
-                                     int64_t T, float* V) {
+// out[ab][t][c] = (T d T^T)[a][b] for tiles [t0, t0 + T) of one image src [H,W,C]: d is tile t's
+// kIn x kIn patch from row 4 (t / TW) + first, column 4 (t % TW) + first (zeros outside the
+// image), and transform_1d maps kIn vectors to 6. Tile t covers output rows 4 (t / TW) .. + 3
+// and columns 4 (t % TW) .. + 3: its input patch is 6 x 6 from -1 (B^T), its output gradient
+// 4 x 4 from 0 (A).
+template <int kIn, void (*transform_1d)(const vecf*, vecf*)>
+static void winograd_tile_transform(const float* src, int64_t H, int64_t W, int64_t C, int64_t TW,
+                                    int64_t first, int64_t t0, int64_t T, float* out) {
   const vecf zero{};
   for (int64_t t = 0; t < T; ++t) {
-    const int64_t y0 = (t0 + t) / TW * 4 - 1, x0 = (t0 + t) % TW * 4 - 1;
+    const int64_t y0 = (t0 + t) / TW * 4 + first, x0 = (t0 + t) % TW * 4 + first;
     for (int64_t c = 0; c < C; c += kLanes) {
-      vecf rows[6][6];  // (B^T d)[a][j]
-      for (int j = 0; j < 6; ++j) {
+      vecf rows[6][kIn];  // (T d)[a][j]
+      for (int j = 0; j < kIn; ++j) {
         const int64_t xx = x0 + j;
-        vecf d[6], r[6];
-        for (int i = 0; i < 6; ++i) {
+        vecf d[kIn], r[6];
+        for (int i = 0; i < kIn; ++i) {
           const int64_t yy = y0 + i;
-          d[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? *(const vecf*)(x + (yy * W + xx) * C + c) : zero;
+          d[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W) ? *(const vecf*)(src + (yy * W + xx) * C + c) : zero;
         }
-        winograd_input_1d(d, r);
+        transform_1d(d, r);
         for (int a = 0; a < 6; ++a) rows[a][j] = r[a];
       }
       for (int a = 0; a < 6; ++a) {
         vecf v[6];
-        winograd_input_1d(rows[a], v);
-        for (int b = 0; b < 6; ++b) *(vecf*)(V + ((a * 6 + b) * T + t) * C + c) = v[b];
+        transform_1d(rows[a], v);
+        for (int b = 0; b < 6; ++b) *(vecf*)(out + ((a * 6 + b) * T + t) * C + c) = v[b];
       }
     }
   }
+}
+
+// V[ab][t][c]: the transformed input patches.
+static void winograd_input_transform(const float* x, int64_t H, int64_t W, int64_t C, int64_t TW, int64_t t0,
+                                     int64_t T, float* V) {
+  winograd_tile_transform<6, winograd_input_1d>(x, H, W, C, TW, -1, t0, T, V);
 }
 
 // PT tiles x NV vectors of output channels of one product: m[t][o] = sum_c v[t][c] u[c][o].
@@ -342,6 +352,20 @@ static void winograd_output_transform(const float* M, int64_t H, int64_t W, int6
   }
 }
 
+// The kernel and kernel-gradient transforms, over chunks of input channels [c0, c1).
+template <typename Fn>
+static void parallel_over_channels(ffi::ThreadPool& pool, int64_t C, int64_t threads, Fn fn) {
+  const int64_t chunks = std::min<int64_t>(C, 4 * threads);
+  parallel_for(pool, chunks, std::min(threads, chunks),
+               [=](int64_t chunk, int64_t) { fn(chunk * C / chunks, (chunk + 1) * C / chunks); });
+}
+
+// Tiles per work item: budget / max(C, O), at most `most`, a multiple of kWinogradTiles.
+static int64_t winograd_group(int64_t tiles, int64_t C, int64_t O, int64_t budget, int64_t most) {
+  const int64_t group = std::min<int64_t>(most, budget / std::max(C, O)) / kWinogradTiles * kWinogradTiles;
+  return std::min(tiles, std::max<int64_t>(kWinogradTiles, group));
+}
+
 // scale and shift: nullptr, or [O] each (see winograd_output_transform).
 static ffi::Error winograd_forward(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& k,
                                    const float* scale, const float* shift, ffi::ResultBuffer<ffi::F32>& y) {
@@ -361,16 +385,14 @@ static ffi::Error winograd_forward(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>&
   static thread_local std::vector<float> transformed_kernel;
   if (transformed_kernel.size() < static_cast<size_t>(36 * C * O)) transformed_kernel.resize(36 * C * O);
   float* U = transformed_kernel.data();
-  const int64_t c_chunks = std::min<int64_t>(C, 4 * threads);
-  parallel_for(pool, c_chunks, std::min(threads, c_chunks), [=](int64_t chunk, int64_t) {
-    winograd_kernel_transform(k_data, C, O, chunk * C / c_chunks, (chunk + 1) * C / c_chunks, U);
+  parallel_over_channels(pool, C, threads, [=](int64_t c0, int64_t c1) {
+    winograd_kernel_transform(k_data, C, O, c0, c1, U);
   });
 
   // Items: groups of tiles of one image, sized so that their V and M (36 x tiles x (C + O)
   // floats) stay within the core's L2 cache; measured best of 1.5k-24k (tiles x channels).
   const int64_t TW = (W + 3) / 4, tiles = (H + 3) / 4 * TW;
-  const int64_t group = std::min(tiles, std::max<int64_t>(kWinogradTiles, std::min<int64_t>(
-      192, kWinogradGroupBudget / std::max(C, O)) / kWinogradTiles * kWinogradTiles));
+  const int64_t group = winograd_group(tiles, C, O, kWinogradGroupBudget, 192);
   const int64_t groups = (tiles + group - 1) / group, items = N * groups;
   parallel_for(pool, items, std::min(threads, items), [=](int64_t item, int64_t) {
     static thread_local std::vector<float> scratch;
@@ -519,28 +541,10 @@ static inline void winograd_kernel_grad_1d(const vecf u[6], vecf w[3]) {
   w[2] = (1.0f / 6) * (s34 - s12) + u[5];
 }
 
-// dM[ab][t][o] for tiles [t0, t0 + T) of one image's output gradient g [H,W,O].
+// dM[ab][t][o]: the transformed 4x4 tiles of one image's output gradient g [H,W,O].
 static void winograd_grad_transform(const float* g, int64_t H, int64_t W, int64_t O, int64_t TW, int64_t t0,
                                     int64_t T, float* dM) {
-  const vecf zero{};
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t y0 = (t0 + t) / TW * 4, x0 = (t0 + t) % TW * 4;
-    for (int64_t o = 0; o < O; o += kLanes) {
-      vecf rows[6][4];  // (A g)[a][s]
-      for (int s = 0; s < 4; ++s) {
-        vecf column[4], m[6];
-        for (int r = 0; r < 4; ++r)
-          column[r] = (y0 + r < H && x0 + s < W) ? *(const vecf*)(g + ((y0 + r) * W + x0 + s) * O + o) : zero;
-        winograd_grad_1d(column, m);
-        for (int a = 0; a < 6; ++a) rows[a][s] = m[a];
-      }
-      for (int a = 0; a < 6; ++a) {
-        vecf m[6];
-        winograd_grad_1d(rows[a], m);
-        for (int b = 0; b < 6; ++b) *(vecf*)(dM + ((a * 6 + b) * T + t) * O + o) = m[b];
-      }
-    }
-  }
+  winograd_tile_transform<4, winograd_grad_1d>(g, H, W, O, TW, 0, t0, T, dM);
 }
 
 // dU[ab][c][o] += sum_t V[ab][t][c] dM[ab][t][o], CB input channels x NV vectors at a time.
@@ -615,8 +619,7 @@ static ffi::Error Conv3x3WinogradWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   // Larger groups than the forward pass's: each group adds into all of dU once.
   const int64_t TW = (W + 3) / 4, tiles = (H + 3) / 4 * TW;
-  const int64_t group = std::min(tiles, std::max<int64_t>(kWinogradTiles, std::min<int64_t>(
-      512, kWinogradWgradGroupBudget / std::max(C, O)) / kWinogradTiles * kWinogradTiles));
+  const int64_t group = winograd_group(tiles, C, O, kWinogradWgradGroupBudget, 512);
   const int64_t groups = (tiles + group - 1) / group, items = N * groups;
   const int64_t workers = std::max<int64_t>(1, std::min(threads, items)), size = 36 * C * O;
   std::vector<std::vector<float>> partials(workers);  // dU per worker; the pool's tasks may
@@ -636,9 +639,8 @@ static ffi::Error Conv3x3WinogradWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi
   for (int64_t w = 1; w < workers; ++w)
     if (!partials[w].empty())
       for (int64_t i = 0; i < size; ++i) dU[i] += partials[w][i];
-  const int64_t c_chunks = std::min<int64_t>(C, 4 * threads);
-  parallel_for(pool, c_chunks, std::min(threads, c_chunks), [=](int64_t chunk, int64_t) {
-    winograd_kernel_grad_transform(dU, C, O, chunk * C / c_chunks, (chunk + 1) * C / c_chunks, dk_data);
+  parallel_over_channels(pool, C, threads, [=](int64_t c0, int64_t c1) {
+    winograd_kernel_grad_transform(dU, C, O, c0, c1, dk_data);
   });
   return ffi::Error::Success();
 }
