@@ -170,6 +170,16 @@ def test_eval_mode_conv_norm_relu_runs_as_one_call_with_the_same_values_and_grad
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
 
 
+@pytest.mark.parametrize("weight_grad", [cpu_kernels.conv3x3_weight_grad, cpu_kernels.conv3x3_winograd_weight_grad])
+def test_weight_grads_are_the_same_bits_on_every_call(weight_grad):
+    # the images are shared out over threads; the sum must not depend on which thread took which
+    x, g = random((8, 40, 36, 16), 40), random((8, 40, 36, 32), 41)
+    fn = jax.jit(weight_grad)
+    first = np.asarray(fn(x, g))
+    for _ in range(10):
+        np.testing.assert_array_equal(np.asarray(fn(x, g)), first)
+
+
 def test_winograd_kernels_take_empty_batches():
     x, k = jnp.zeros((0, 5, 5, 16)), random((3, 3, 16, 32), 1)
     assert jax.jit(cpu_kernels.conv3x3_winograd)(x, k).shape == (0, 5, 5, 32)

@@ -84,6 +84,29 @@ static void parallel_for(ffi::ThreadPool& pool, int64_t items, int64_t workers, 
   state->all_done.wait(lock, [&] { return state->done == items; });
 }
 
+// out[0, size) = the sum over items of what add(item, sum) adds into a zeroed sum. The items are
+// cut into up to `workers` contiguous ranges, each summed in item order into a buffer of its own
+// (the first into out), and the buffers are added in range order: the same float rounding
+// whichever thread takes which range. (Sums per worker over items taken as they came made the
+// kernel gradients differ in their last bits from run to run.)
+template <typename Add>
+static void sum_over_items(ffi::ThreadPool& pool, int64_t items, int64_t workers, int64_t size, float* out,
+                           Add add) {
+  const int64_t ranges = std::max<int64_t>(1, std::min(workers, items));
+  std::vector<std::vector<float>> partials(ranges - 1);
+  std::memset(out, 0, sizeof(float) * size);
+  parallel_for(pool, ranges, ranges, [=, &partials](int64_t range, int64_t) {
+    float* sum = out;
+    if (range > 0) {
+      partials[range - 1].assign(size, 0.0f);
+      sum = partials[range - 1].data();
+    }
+    for (int64_t item = range * items / ranges; item < (range + 1) * items / ranges; ++item) add(item, sum);
+  });
+  for (const auto& partial : partials)
+    for (int64_t i = 0; i < size; ++i) out[i] += partial[i];
+}
+
 //===------------------------------------------------------------------------------------===//
 // Forward, any input channels to 16 output channels (direct)
 //===------------------------------------------------------------------------------------===//
@@ -494,21 +517,10 @@ static ffi::Error Conv3x3WgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x
   const float* x_data = x.typed_data();
   const float* g_data = g.typed_data();
   float* dw_data = dw->typed_data();
-  const int64_t size = 9 * C * O;
-  std::memset(dw_data, 0, sizeof(float) * size);
-  // Items: images. Worker 0 adds into the result, the others into partial sums added at the end.
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), N));
-  std::vector<std::vector<float>> partials(workers);
-  parallel_for(pool, N, workers, [=, &partials](int64_t n, int64_t worker) {
-    float* sum = dw_data;
-    if (worker > 0) {
-      if (partials[worker].empty()) partials[worker].assign(size, 0.0f);
-      sum = partials[worker].data();
-    }
+  // Items: images.
+  sum_over_items(pool, N, pool.num_threads(), 9 * C * O, dw_data, [=](int64_t n, float* sum) {
     wgrad_image_add(x_data + n * H * W * C, g_data + n * H * W * O, sum, H, W, C, O);
   });
-  for (const auto& partial : partials)
-    for (int64_t i = 0; i < static_cast<int64_t>(partial.size()); ++i) dw_data[i] += partial[i];
   return ffi::Error::Success();
 }
 
@@ -621,24 +633,18 @@ static ffi::Error Conv3x3WinogradWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi
   const int64_t TW = (W + 3) / 4, tiles = (H + 3) / 4 * TW;
   const int64_t group = winograd_group(tiles, C, O, kWinogradWgradGroupBudget, 512);
   const int64_t groups = (tiles + group - 1) / group, items = N * groups;
-  const int64_t workers = std::max<int64_t>(1, std::min(threads, items)), size = 36 * C * O;
-  std::vector<std::vector<float>> partials(workers);  // dU per worker; the pool's tasks may
-  partials[0].assign(size, 0.0f);                     // take every item, so the sum is made here
-  parallel_for(pool, items, workers, [=, &partials](int64_t item, int64_t worker) {
+  std::vector<float> transformed_gradient(36 * C * O);  // dU
+  float* dU = transformed_gradient.data();
+  sum_over_items(pool, items, threads, 36 * C * O, dU, [=](int64_t item, float* sum) {
     static thread_local std::vector<float> scratch;
     if (scratch.size() < static_cast<size_t>(36 * group * (C + O))) scratch.resize(36 * group * (C + O));
-    if (partials[worker].empty()) partials[worker].assign(size, 0.0f);
     float* V = scratch.data();
     float* dM = V + 36 * group * C;
     const int64_t n = item / groups, t0 = item % groups * group, T = std::min(group, tiles - t0);
     winograd_input_transform(x_data + n * H * W * C, H, W, C, TW, t0, T, V);
     winograd_grad_transform(g_data + n * H * W * O, H, W, O, TW, t0, T, dM);
-    winograd_grad_products(V, dM, partials[worker].data(), T, C, O);
+    winograd_grad_products(V, dM, sum, T, C, O);
   });
-  float* dU = partials[0].data();
-  for (int64_t w = 1; w < workers; ++w)
-    if (!partials[w].empty())
-      for (int64_t i = 0; i < size; ++i) dU[i] += partials[w][i];
   parallel_over_channels(pool, C, threads, [=](int64_t c0, int64_t c1) {
     winograd_kernel_grad_transform(dU, C, O, c0, c1, dk_data);
   });
