@@ -213,6 +213,11 @@ def _check_available() -> None:
                            "XLA's convolution instead")
 
 
+def _check_winograd_channels(name: str, channels_in: int, channels_out: int) -> None:
+    if channels_in % 16 or channels_out % 16:
+        raise ValueError(f"{name} needs multiples of 16 channels, got {channels_in} -> {channels_out}")
+
+
 def conv3x3_to16(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """A 3x3 'SAME' stride-1 conv of x [N,H,W,C] to 16 channels (kernel [3,3,C,16]), float32.
 
@@ -230,8 +235,7 @@ def conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Needs available() and runs on the CPU only; float32 inside, whatever the operands' dtype.
     """
     _check_available()
-    if x.shape[-1] % 16 or kernel.shape[-1] % 16:
-        raise ValueError(f"conv3x3_winograd needs multiples of 16 channels, got {x.shape[-1]} -> {kernel.shape[-1]}")
+    _check_winograd_channels("conv3x3_winograd", x.shape[-1], kernel.shape[-1])
     return _winograd_batch_split(x.astype(jnp.float32), kernel.astype(jnp.float32))
 
 
@@ -249,9 +253,7 @@ def conv3x3_winograd_affine_relu(x: jax.Array, kernel: jax.Array, scale: jax.Arr
     """max(conv3x3_winograd(x, kernel) * scale + shift, 0), scale and shift [O]: an eval-mode
     BatchNorm and ReLU folded into the conv's store, one pass over the output fewer."""
     _check_available()
-    if x.shape[-1] % 16 or kernel.shape[-1] % 16:
-        raise ValueError(f"conv3x3_winograd_affine_relu needs multiples of 16 channels, got "
-                         f"{x.shape[-1]} -> {kernel.shape[-1]}")
+    _check_winograd_channels("conv3x3_winograd_affine_relu", x.shape[-1], kernel.shape[-1])
     f32 = [a.astype(jnp.float32) for a in (x, kernel, scale, shift)]
     return _winograd_affine_relu_batch_split(*f32)
 
@@ -260,8 +262,7 @@ def conv3x3_winograd_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     """conv3x3_weight_grad by Winograd F(4x4, 3x3) (see conv3x3.cc), for C and O multiples of 16;
     float32 error ~4e-6 of the largest gradient entry (the direct kernel: <1e-6)."""
     _check_available()
-    if x.shape[-1] % 16 or g.shape[-1] % 16:
-        raise ValueError(f"conv3x3_winograd_weight_grad needs multiples of 16 channels, got {x.shape[-1]} -> {g.shape[-1]}")
+    _check_winograd_channels("conv3x3_winograd_weight_grad", x.shape[-1], g.shape[-1])
     return _winograd_wgrad_batch_split(x.astype(jnp.float32), g.astype(jnp.float32))
 
 

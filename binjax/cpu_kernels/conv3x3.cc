@@ -633,8 +633,8 @@ static ffi::Error Conv3x3WinogradWgradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi
   const int64_t TW = (W + 3) / 4, tiles = (H + 3) / 4 * TW;
   const int64_t group = winograd_group(tiles, C, O, kWinogradWgradGroupBudget, 512);
   const int64_t groups = (tiles + group - 1) / group, items = N * groups;
-  std::vector<float> transformed_gradient(36 * C * O);  // dU
-  float* dU = transformed_gradient.data();
+  std::unique_ptr<float[]> transformed_gradient(new float[36 * C * O]);  // dU, zeroed by the sum
+  float* dU = transformed_gradient.get();
   sum_over_items(pool, items, threads, 36 * C * O, dU, [=](int64_t item, float* sum) {
     static thread_local std::vector<float> scratch;
     if (scratch.size() < static_cast<size_t>(36 * group * (C + O))) scratch.resize(36 * group * (C + O));
