@@ -10,7 +10,12 @@ same convention as every mask in binjax.  doxapy has three traps, and this modul
 * its Gatos kills the process (SIGFPE, an integer division by zero) on a page where its
   Sauvola pre-pass finds no ink, such as a blank or uniform page, or where a whole
   background window is ink.  We refuse such input with ``ValueError`` (a conservative
-  pre-check).
+  pre-check);
+* it is memory-unsafe on small pages and hangs on thin ones (``_pad_for_doxapy`` gives the
+  conditions we measured, and the padding that avoids them).  Windowed methods therefore run
+  on the page mirrored by half a window on every side and cropped back, with the window
+  clamped to the page's shorter side: never a crash, and borders treated as scikit-image's
+  ``threshold_sauvola`` treats them (mirrored), instead of doxapy's own border handling.
 
 Defaults are doxapy's own (window 75, k 0.2, which Doxa's documentation uses for DIBCO
 pages).  Three methods take their authors' values instead: Niblack (window 15, k -0.2; Trier &
@@ -26,6 +31,8 @@ import numpy as np
 from scipy import ndimage
 
 import doxapy
+
+from binjax.errors import ConfigError
 
 
 class Method(NamedTuple):
@@ -70,24 +77,43 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
+# What each parameter may be (doxapy checks none of them): (lowest, highest, integer?).
+_PARAM_RANGES = {"window": (3, 100_001, True), "k": (-10.0, 10.0, False), "glyph": (1, 10_000, True),
+                 "minN": (0, 100_001, True), "contrast-limit": (0, 255, True)}
+
+
 def _checked_params(method: str, params: Mapping[str, float]) -> dict[str, float]:
+    """The method's full settings, or ConfigError naming the bad parameter and its range."""
     spec = METHODS[method]
     valid = sorted(spec.defaults)
     for key, value in params.items():
         if key not in spec.defaults:
-            raise ValueError(f"binarize_classic: method {method!r} has no parameter {key!r}; "
-                             f"valid parameters: {valid if valid else 'none'}")
+            raise ConfigError(f"--method={method}: method {method!r} has no parameter {key!r}; "
+                              f"valid parameters: {valid if valid else 'none'}")
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"binarize_classic: method {method!r} parameter {key!r} must be a number, got {value!r}")
+            raise ConfigError(f"--method={method}: parameter {key!r} must be a number, got {value!r}")
+        lo, hi, integer = _PARAM_RANGES[key]
+        if method == "su" and key == "window":
+            lo = 0  # Su: 0 = estimate the window from the stroke width
+        if not np.isfinite(value) or not lo <= value <= hi or (integer and float(value) != int(value)):
+            raise ConfigError(f"--method={method}: parameter {key}={value!r} is out of range; it must be "
+                              f"{'an integer' if integer else 'a number'} in [{lo}, {hi}]")
     merged = {**spec.defaults, **params}
-    if "window" in merged and method not in ("su",) and int(merged["window"]) < 3:
-        raise ValueError(f"binarize_classic: method {method!r} needs window >= 3, got {merged['window']}")
+    if method == "su" and merged["window"] in (1, 2):
+        raise ConfigError(f"--method=su: window must be 0 (estimated) or >= 3, got {merged['window']}")
     if method == "su" and merged["minN"] == 0:
         merged["minN"] = merged["window"]  # doxapy's own default: minN follows the window
     # doxapy reads window / glyph / minN as integers; pass ints so a float like 75.0 can't be
     # read as something else.
     return {k: (int(v) if k in ("window", "glyph", "minN", "contrast-limit") else float(v))
             for k, v in merged.items()}
+
+
+def check_params(method: str, params: Mapping[str, float]) -> None:
+    """Raises ConfigError for an unknown method, parameter name or value, before any page is read."""
+    if method not in METHODS:
+        raise ConfigError(f"--method: unknown classic method {method!r}; known methods: {list_methods()}")
+    _checked_params(method, params)
 
 
 def _gatos_would_crash(gray: np.ndarray, params: Mapping[str, float]) -> str | None:
@@ -114,12 +140,56 @@ def _gatos_would_crash(gray: np.ndarray, params: Mapping[str, float]) -> str | N
     return None
 
 
+# doxapy 0.9.2's crash conditions, measured by running every algorithm in a forked child over a
+# grid of page sizes and windows (tests/test_faults_pages.py keeps a smaller grid running):
+# * every windowed method except Su (Sauvola, Niblack, Wolf, NICK, ISauvola, TRSingh, Bernsen,
+#   WAN, Gatos) writes outside its buffers when the page's shorter side is below about half the
+#   window: with window 75, sides of 1-20 px died of SIGSEGV or glibc heap aborts ("free():
+#   invalid pointer") for all of them, side 37 for Bernsen and WAN, side 38 survived; the
+#   corruption can also go unnoticed and kill the process later;
+# * Bataineh (no parameters; it sizes its own windows) loops forever when the shorter side is
+#   32 px or less;
+# * Otsu (global) and Su survived every size from 1 x 1.
+# A page padded by half the window on each side is at least one window wide, which no run of the
+# grid crashed on; Bataineh's pages are padded to _SAFE_SIDE.
+_SAFE_SIDE = 64
+
+
+def _pad_for_doxapy(gray: np.ndarray, method: str, settings: dict[str, float]) -> tuple[np.ndarray, tuple[int, int]]:
+    """(page doxapy can safely binarize, (top, left) offset of the original in it).
+
+    Clamps ``settings['window']`` in place to an odd size <= the page's shorter side (at least
+    3): a window wider than the page has no meaning, and padding for it would cost memory without
+    bound. The page is mirrored (numpy 'symmetric' = scipy.ndimage 'reflect', what
+    scikit-image's threshold_sauvola uses) by half a window, so every pixel's window lies inside
+    the padded page, then further to _SAFE_SIDE for Bataineh and Gatos.
+    """
+    h, w = gray.shape
+    pad = 0
+    window = int(settings.get("window", 0))
+    if window:
+        largest = max(3, min(h, w) if min(h, w) % 2 else min(h, w) - 1)
+        window = min(window, largest)
+        settings["window"] = window
+        if method == "su" and settings.get("minN", 0) > window:
+            settings["minN"] = window
+        pad = window // 2
+    floor = _SAFE_SIDE if method in ("bataineh", "gatos") else 0
+    top = pad + (max(0, floor - (h + 2 * pad)) + 1) // 2  # half the shortfall on each side
+    left = pad + (max(0, floor - (w + 2 * pad)) + 1) // 2
+    if top == 0 and left == 0:
+        return gray, (0, 0)
+    return np.ascontiguousarray(np.pad(gray, ((top, top), (left, left)), mode="symmetric")), (top, left)
+
+
 def binarize_classic(gray_u8: np.ndarray, method: str, **params: float) -> np.ndarray:
     """Binarize a grey page with a classic method.  Returns a bool H x W mask, ink = True.
 
-    gray_u8: uint8 H x W (or H x W x 1), any strides (a contiguous copy goes to doxapy).
-    method: one of ``list_methods()``.  params: that method's parameters (see
-    ``METHODS[method].defaults``).  An unknown name raises ValueError listing the valid ones.
+    gray_u8: uint8 H x W (or H x W x 1), any strides (a contiguous copy goes to doxapy), any size
+    from 1 x 1. method: one of ``list_methods()``.  params: that method's parameters (see
+    ``METHODS[method].defaults``); an unknown name or a value out of range raises ConfigError (a
+    ValueError).  A window larger than the page's shorter side is clamped to the largest odd
+    size that fits (at least 3); pages are mirrored at their borders (see ``_pad_for_doxapy``).
     """
     if method not in METHODS:
         raise ValueError(f"binarize_classic: unknown method {method!r}; known methods: {list_methods()}")
@@ -133,13 +203,19 @@ def binarize_classic(gray_u8: np.ndarray, method: str, **params: float) -> np.nd
     if gray.size == 0:
         raise ValueError("binarize_classic: empty image")
     settings = _checked_params(method, params)
+    h, w = gray.shape
     gray = np.ascontiguousarray(gray).copy()  # contiguous, and doxapy never sees caller memory
+    gray, (top, left) = _pad_for_doxapy(gray, method, settings)
     if method == "gatos":
         reason = _gatos_would_crash(gray, settings)
         if reason:
             raise ValueError(f"binarize_classic: doxapy's gatos would divide by zero (SIGFPE) here: {reason}")
-    out = np.empty_like(gray)
+    assert gray.dtype == np.uint8 and gray.flags.c_contiguous  # what doxapy reads without checking
+    out = np.full_like(gray, 128)  # neither 0 nor 255: a pixel doxapy did not write shows up below
     binarizer = doxapy.Binarization(getattr(doxapy.Binarization.Algorithms, METHODS[method].algorithm))
     binarizer.initialize(gray)
     binarizer.to_binary(out, settings)
+    out = out[top:top + h, left:left + w]
+    if not np.isin(out, (0, 255)).all():
+        raise RuntimeError(f"doxapy's {method} wrote values other than 0 and 255 on a {h} x {w} page")
     return out == 0

@@ -10,6 +10,7 @@ binjax.evaluate (scoring against ground truth) and binjax.binarize (files on dis
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from binjax import baselines, imageio
+from binjax.errors import ConfigError
 
 PathLike = str | os.PathLike
 
@@ -33,15 +35,9 @@ class ClassicBinarizer:
     channels = 1
 
     def __init__(self, method: str, params: Mapping[str, float] | None = None, *, name: str | None = None):
-        if method not in baselines.METHODS:
-            raise ValueError(f"unknown classic method {method!r}; known: {baselines.list_methods()}")
         self.method, self.params = method, dict(params or {})
-        # Check parameter names now, not on the first page (doxapy would ignore a typo).
-        valid = baselines.METHODS[method].defaults
-        unknown = sorted(set(self.params) - set(valid))
-        if unknown:
-            raise ValueError(f"classic method {method!r} has no parameter(s) {unknown}; "
-                             f"valid: {sorted(valid) or 'none'}")
+        # Check names and values now, not on the first page (doxapy would ignore a typo).
+        baselines.check_params(method, self.params)
         self.name = name or method + "".join(f"_{k}{v:g}" for k, v in sorted(self.params.items()))
         self.description = (f"classic {method} ({', '.join(f'{k}={v:g}' for k, v in self.params.items())})"
                             if self.params else f"classic {method} (default parameters)")
@@ -62,6 +58,8 @@ class ModelBinarizer:
 
     def __init__(self, checkpoint: PathLike, *, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
                  flip_tta: bool = False, threshold: float = 0.5, name: str = "model", all_devices: bool = True):
+        check_inference_options(tile=tile, overlap=overlap, batch_size=batch_size, flip_tta=flip_tta,
+                                threshold=threshold)
         # JAX and the model code load only when a model is used: classic-only runs stay light.
         import jax  # noqa: PLC0415
 
@@ -101,14 +99,34 @@ def parse_method(spec: str) -> tuple[str, dict[str, float]]:
                 raise ValueError
             number = float(value)
         except ValueError:
-            raise ValueError(f"method spec {spec!r}: parameters are written name=number after a colon, "
-                             "e.g. 'sauvola:window=51:k=0.3'") from None
+            raise ConfigError(f"--method={spec}: parameters are written name=number after a colon, "
+                              "e.g. 'sauvola:window=51:k=0.3'") from None
         params[key] = int(number) if number.is_integer() else number
     return method.lower(), params
 
 
+def check_inference_options(*, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
+                            flip_tta: bool = False, threshold: float = 0.5) -> None:
+    """Raises ConfigError naming the flag when a model-inference option is out of range.
+
+    Called before any model loads or page is read, so a bad flag fails once, not once per page
+    (and --threshold=nan or 2 no longer writes blank pages).
+    """
+    del flip_tta  # a bool: nothing to check
+    if not (isinstance(tile, (int, np.integer)) and 1 <= tile <= 65536):
+        raise ConfigError(f"--tile={tile}: the tile size must be an integer in [1, 65536] pixels")
+    if not (math.isfinite(overlap) and 0.0 <= overlap < 1.0):
+        raise ConfigError(f"--overlap={overlap}: must be a fraction of the tile in [0, 1)")
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise ConfigError(f"--batch={batch_size}: tiles per forward pass must be an integer >= 1")
+    if not (math.isfinite(threshold) and 0.0 < threshold < 1.0):
+        raise ConfigError(f"--threshold={threshold}: the ink probability threshold must be in (0, 1), "
+                          "exclusive (0 or 1 would make every pixel ink, or none)")
+
+
 def default_binarizer(**inference_options) -> Binarizer:
     """The binarizer used when none is named: the released default model (pretrained.DEFAULT_MODEL)."""
+    check_inference_options(**inference_options)
     from binjax import pretrained  # noqa: PLC0415 -- loads JAX: only when a model is used
 
     if pretrained.DEFAULT_MODEL not in pretrained.released_models():
@@ -125,8 +143,13 @@ def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str]
 
     One checkpoint is named 'model'; several are named after their workdirs. Methods are
     named by their spec ('sauvola', 'sauvola_k0.3_window51'). inference_options go to every
-    ModelBinarizer (tile, overlap, batch_size, flip_tta, threshold).
+    ModelBinarizer (tile, overlap, batch_size, flip_tta, threshold); they and every method
+    spec are checked (ConfigError) before any model loads.
     """
+    check_inference_options(**inference_options)
+    specs = [parse_method(spec) for spec in methods]
+    for method, params in specs:
+        baselines.check_params(method, params)
     if not checkpoints and not methods:
         binarizer = default_binarizer(**inference_options)
         return {binarizer.name: binarizer}
@@ -148,8 +171,7 @@ def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str]
         else:
             name = "model" if len(checkpoints) == 1 else _model_name(checkpoint, binarizers)
         add(ModelBinarizer(checkpoint, name=name, **inference_options))
-    for spec in methods:
-        method, params = parse_method(spec)
+    for method, params in specs:
         add(ClassicBinarizer(method, params))
     return binarizers
 

@@ -100,3 +100,49 @@ def test_strided_input_gives_the_contiguous_answer():
     np.testing.assert_array_equal(binarize_classic(grey.T, "sauvola"),
                                   binarize_classic(np.ascontiguousarray(grey.T), "sauvola"))
     np.testing.assert_array_equal(binarize_classic(grey[..., None], "otsu"), binarize_classic(grey, "otsu"))
+
+
+# Pages whose window comes near or past their size, and tiny ones: doxapy 0.9.2 crashed or lost
+# ink on these before binarize_classic mirrored the page (the crash grid runs in
+# tests/test_faults_pages.py, in child processes).
+EDGE_SIZES = [(1, 1), (1, 9), (5, 5), (37, 37), (38, 200), (80, 80), (120, 180)]
+
+
+@pytest.mark.parametrize("height,width", EDGE_SIZES)
+def test_sauvola_niblack_otsu_agree_with_scikit_image_where_the_window_nears_the_page(height, width):
+    from skimage.filters import threshold_niblack, threshold_otsu, threshold_sauvola
+
+    grey, _ = synthetic_page(max(height, 40), max(width, 40), seed=height)
+    grey = np.ascontiguousarray(grey[:height, :width])
+    values = grey.astype(np.float64)
+    largest_odd = max(3, min(height, width) - (min(height, width) % 2 == 0))
+
+    def differ(ours, threshold):  # pixels on which the two disagree, ties (Doxa: <=) left out
+        return ((ours != (values < threshold)) & (np.abs(values - threshold) > 1e-6)).mean()
+
+    for window in (15, 75):
+        used = min(window, largest_odd)  # the documented clamp
+        ours = binarize_classic(grey, "sauvola", window=window, k=0.2)
+        # Sauvola's R is 128 in Doxa; scikit-image's default is half the dtype range (127.5).
+        threshold = threshold_sauvola(values, window_size=used, k=0.2, r=128)
+        assert ours.shape == grey.shape
+        assert differ(ours, threshold) <= 0.01, window
+        assert ours.sum() >= 0.97 * (values < threshold).sum()  # doxapy alone lost 57-100 % here
+        ours = binarize_classic(grey, "niblack", window=window, k=-0.2)
+        # scikit-image's Niblack subtracts k * std where Doxa adds it.
+        assert differ(ours, threshold_niblack(values, window_size=used, k=0.2)) <= 0.01, window
+    if grey.min() < grey.max():
+        assert differ(binarize_classic(grey, "otsu"), threshold_otsu(grey) + 0.5) <= 0.01
+
+
+def test_parameter_values_are_checked_before_doxapy_sees_them():
+    from binjax.errors import ConfigError
+
+    grey, _ = synthetic_page(40, 40)
+    for params, pattern in [({"window": 0}, r"window=0 .*\[3, "), ({"window": 15.5}, "integer"),
+                            ({"k": float("nan")}, "k=nan"), ({"k": 1e9}, r"k=1000000000.0 .*\[-10")]:
+        with pytest.raises(ConfigError, match=pattern):
+            binarize_classic(grey, "sauvola", **params)
+    with pytest.raises(ConfigError, match="window must be 0"):
+        binarize_classic(grey, "su", window=2)
+    assert binarize_classic(grey, "sauvola", window=4).shape == (40, 40)  # even windows run too
