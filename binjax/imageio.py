@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import warnings
 from typing import Literal
 
@@ -66,8 +67,8 @@ def _check_truncation_flag() -> None:
 # ----------------------------------------------------------------------------- decoding
 
 
-def _decode(path: PathLike) -> tuple[np.ndarray, str]:
-    """Decodes the first frame of an image file without changing its sample values.
+def _decode(path: PathLike, page: int = 0) -> tuple[np.ndarray, str]:
+    """Decodes one frame (page) of an image file without changing its sample values.
 
     Returns (array HxWxK, layout) with layout in {'L', 'LA', 'RGB', 'RGBA'} (K = 1, 2, 3, 4)
     and dtype uint8, uint16 or float32. EXIF orientation of JPEG/TIFF/WebP files is applied, so
@@ -79,8 +80,13 @@ def _decode(path: PathLike) -> tuple[np.ndarray, str]:
     _check_truncation_flag()
     try:
         with Image.open(path) as im:
+            if page:
+                try:
+                    im.seek(page)
+                except EOFError:
+                    raise _fail(path, f"has no page {page + 1} (it has {getattr(im, 'n_frames', 1)})") from None
             if path.suffix.lower() in _TIFF_SUFFIXES and _needs_tifffile(im):
-                return _decode_tiff(path)
+                return _decode_tiff(path, page)
             if im.format in _EXIF_FORMATS:
                 im = ImageOps.exif_transpose(im)
             im.load()  # decode now, inside the try: truncation is detected here
@@ -89,7 +95,7 @@ def _decode(path: PathLike) -> tuple[np.ndarray, str]:
         raise
     except UnidentifiedImageError:
         if path.suffix.lower() in _TIFF_SUFFIXES:
-            return _decode_tiff(path)  # float64 / float RGB TIFFs: Pillow cannot identify them
+            return _decode_tiff(path, page)  # float64 / float RGB TIFFs: Pillow cannot identify them
         raise _fail(path, "not an image file Pillow can identify (corrupt or wrong extension?)") from None
     except Image.DecompressionBombError as e:
         raise _fail(path, f"image too large to decode safely ({e})") from None
@@ -142,18 +148,18 @@ def _from_pillow(im: Image.Image, path: pathlib.Path) -> tuple[np.ndarray, str]:
         raise _fail(path, f"unsupported image mode {mode!r} ({e})") from None
 
 
-def _decode_tiff(path: pathlib.Path) -> tuple[np.ndarray, str]:
-    """Reads the first page of a TIFF with tifffile (16-bit colour, float64, float RGB)."""
+def _decode_tiff(path: pathlib.Path, page: int = 0) -> tuple[np.ndarray, str]:
+    """Reads one page of a TIFF with tifffile (16-bit colour, float64, float RGB)."""
     try:
         import tifffile  # noqa: PLC0415 -- only needed for these rare TIFFs
     except ImportError:
         raise _fail(path, "TIFF that Pillow cannot decode exactly and tifffile is not installed") from None
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
-            arr = page.asarray()
-            photometric = int(page.photometric)
-            planar_separate = int(page.planarconfig) == 2
+            frame = tif.pages[page]
+            arr = frame.asarray()
+            photometric = int(frame.photometric)
+            planar_separate = int(frame.planarconfig) == 2
     except Exception as e:  # tifffile raises many types (TiffFileError, ValueError, ...)
         raise _fail(path, f"corrupt or unsupported TIFF ({type(e).__name__}: {e})") from None
     if photometric not in (0, 1, 2):  # MINISWHITE, MINISBLACK, RGB
@@ -278,8 +284,8 @@ def _tiff_size(path: pathlib.Path) -> tuple[int, int]:
         raise _fail(path, f"corrupt or unsupported TIFF ({type(e).__name__}: {e})") from None
 
 
-def load_image(path: PathLike, channels: int) -> np.ndarray:
-    """Reads an image file as uint8 HxWxC, C = channels (1 = grey, 3 = RGB).
+def load_image(path: PathLike, channels: int, page: int = 0) -> np.ndarray:
+    """Reads an image file (one page of it: 0 = the first) as uint8 HxWxC, C = channels (1 = grey, 3 = RGB).
 
     - 16-bit samples are scaled by round(v / 257); float images must lie in [0, 1].
     - Alpha (RGBA, LA, palette with transparency) is composited over WHITE: scanned or
@@ -294,7 +300,7 @@ def load_image(path: PathLike, channels: int) -> np.ndarray:
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-    colour, alpha, layout = _split_alpha(*_decode(path))
+    colour, alpha, layout = _split_alpha(*_decode(path, page))
     alpha8 = None if alpha is None else _to_uint8(alpha, path)
     rgb_or_l = _composite(_to_uint8(colour, path), alpha8, background=255)
     if channels == 1:
@@ -386,6 +392,30 @@ def save_mask(
     fmt = _SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise _fail(path, f"cannot save a mask with extension {path.suffix!r}; use .png, .tif or .tiff")
+    im = mask_image(path, mask01, foreground=foreground, bits=bits)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path}: already exists and overwrite=False")
+    options = {}
+    if fmt == "TIFF":
+        options["compression"] = tiff_compression(bits)
+    elif fmt == "PNG":
+        options["optimize"] = False
+    tmp = temp_path(path)
+    try:
+        im.save(tmp, format=fmt, **options)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def tiff_compression(bits: int) -> str:
+    return "group4" if bits == 1 else "tiff_lzw"
+
+
+def mask_image(path: PathLike, mask01: np.ndarray, *, foreground: Literal["white", "black"] = "black",
+               bits: int = 1) -> Image.Image:
+    """The Pillow image save_mask writes for a {0, 1} mask (path only names it in errors)."""
     if foreground not in ("white", "black"):
         raise ValueError(f"foreground must be 'white' or 'black', got {foreground!r}")
     if bits not in (1, 8):
@@ -399,23 +429,58 @@ def save_mask(
         if mask01.size and not np.isin(mask01, (0, 1)).all():
             raise _fail(path, f"mask to save must contain only 0 and 1, got values {np.unique(mask01)[:8]}")
         mask01 = mask01.astype(bool)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"{path}: already exists and overwrite=False")
     white = ~mask01 if foreground == "black" else mask01
     if bits == 1:
         # fromarray(bool) gives mode '1' directly; convert('1') from 'L' would dither.
-        im = Image.fromarray(np.ascontiguousarray(white))
-    else:
-        im = Image.fromarray(white.astype(np.uint8) * 255, mode="L")
-    options = {}
-    if fmt == "TIFF":
-        options["compression"] = "group4" if bits == 1 else "tiff_lzw"
-    elif fmt == "PNG":
-        options["optimize"] = False
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        return Image.fromarray(np.ascontiguousarray(white))
+    return Image.fromarray(white.astype(np.uint8) * 255, mode="L")
+
+
+# ----------------------------------------------------------------------------- temporary files
+
+# Files are written under a hidden name and renamed into place. A process killed with SIGKILL
+# cannot remove its temporary file, so the name carries the writer's pid: a later run removes
+# those whose process is gone (remove_stale_temp_files), and nothing reads them as inputs.
+_TEMP_MARK = ".binjax-tmp-"
+_TEMP_NAME = re.compile(r"^\..+\.binjax-tmp-(\d+)$")
+
+
+def temp_path(path: PathLike) -> pathlib.Path:
+    """``<folder>/.<name>.binjax-tmp-<pid>``: where path is written before its rename."""
+    path = pathlib.Path(path)
+    return path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+
+
+def is_temp_file(path: PathLike) -> bool:
+    return _TEMP_NAME.match(pathlib.Path(path).name) is not None
+
+
+def remove_stale_temp_files(folder: PathLike) -> list[pathlib.Path]:
+    """Removes the temporary files in folder left by binjax processes that no longer run."""
+    removed = []
     try:
-        im.save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False) or _process_alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(pathlib.Path(entry.path))
+        except OSError:
+            pass  # gone already, or not ours to remove: leave it
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True

@@ -7,9 +7,13 @@
   python -m launch.binarize scans/ --method=sauvola:window=51:k=0.3 --out=bw --format=tif --bits=8
 
 Outputs keep the input's name (stem + suffix + new extension) and size; ink is black by default
-(--foreground=white for masks with white foreground). An input file is never overwritten: if an
-output would replace an input the run is refused before anything is written. Unreadable files
-are skipped with a message naming them, and the exit status is then 1.
+(--foreground=white for masks with white foreground). Inputs with the same stem (page.png,
+page.tif) keep their extension in the output name: page_png.png, page_tif.png. Every page of a
+multi-page TIFF is binarized: to scan_p001.png, scan_p002.png, ... or, with --format=tif, to one
+multi-page TIFF scan.tif (--nomultipage_tiff: numbered TIFFs). With --suffix, inputs whose name
+ends in the suffix are taken for earlier outputs and left out. An input file is never
+overwritten: if an output would replace an input the run is refused before anything is written.
+Unreadable files or pages are skipped with a message naming them, and the exit status is then 1.
 """
 
 import sys
@@ -28,6 +32,9 @@ _OUT = flags.DEFINE_string("out", None, "Output folder (created if missing). Req
 _SUFFIX = flags.DEFINE_string(
     "suffix", None, "Added to each output's stem, e.g. _bin; without --out, outputs go beside their inputs.")
 _FORMAT = flags.DEFINE_enum("format", "png", ["png", "tif"], "Output file format.")
+_MULTIPAGE_TIFF = flags.DEFINE_bool(
+    "multipage_tiff", True, "With --format=tif, a multi-page input gives one multi-page TIFF (pages in order); "
+    "otherwise, and always for PNG, numbered files <stem>_p001<suffix>.<ext>, ...")
 _BITS = flags.DEFINE_enum("bits", "1", ["1", "8"], "1 = bilevel (PNG 1-bit, TIFF CCITT G4); 8 = 8-bit grey 0/255.")
 _FOREGROUND = flags.DEFINE_enum("foreground", "black", ["black", "white"], "Colour of the ink in the outputs.")
 _DEVICE = flags.DEFINE_enum(
@@ -72,26 +79,28 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:  # no binarizer, unknown method, no checkpoint there
         raise app.UsageError(str(e)) from None
 
-    files, problems = binarize.expand_inputs(inputs, skip_stem_suffix=_SUFFIX.value or "")
+    files, problems, notes = binarize.expand_inputs(inputs, skip_stem_suffix=_SUFFIX.value or "")
     for problem in problems:
         print(f"skipped {problem}", file=sys.stderr)
+    for note in notes:
+        print(note, file=sys.stderr)
     jobs, conflicts = binarize.plan_outputs(files, out_dir=_OUT.value, suffix=_SUFFIX.value or "",
-                                            extension=f".{_FORMAT.value}")
+                                            extension=f".{_FORMAT.value}", multipage_tiff=_MULTIPAGE_TIFF.value)
     if conflicts:
-        print(f"refusing to run: {len(conflicts)} output(s) would overwrite input files or each other; "
-              "choose another --out or --suffix (nothing was written):", file=sys.stderr)
+        print(f"refusing to run: {len(conflicts)} output(s) would overwrite input files or each other "
+              "(nothing was written):", file=sys.stderr)
         for conflict in conflicts:
             print(f"  {conflict}", file=sys.stderr)
         sys.exit(2)
 
     print(f"binarizing {len(jobs)} file(s) with {binarizer.description}", file=sys.stderr)
-    skipped = problems + binarize.binarize_files(
+    report = binarize.binarize_files(
         binarizer, jobs, foreground=_FOREGROUND.value, bits=int(_BITS.value), progress=_PROGRESS.value)
-    written = len(jobs) - (len(skipped) - len(problems))
+    skipped, written = problems + report.skipped, report.written
     where = _OUT.value or f"beside the inputs (suffix {_SUFFIX.value!r})"
     print(f"wrote {written} file(s) to {where}", file=sys.stderr)
     if skipped:
-        print(f"{len(skipped)} input(s) skipped:", file=sys.stderr)
+        print(f"{len(skipped)} input(s) or page(s) skipped:", file=sys.stderr)
         for message in skipped:
             print(f"  {message}", file=sys.stderr)
         sys.exit(1)

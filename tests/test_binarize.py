@@ -96,10 +96,14 @@ def test_never_overwrites_an_input(inputs, tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert "would overwrite the input" in result.stderr and f"{inputs / 'grey.png'}" in result.stderr
         assert _digest(inputs) == before  # nothing written, nothing replaced
-    # rgb.jpg -> rgb.png beside it is fine on its own, but not next to an input named rgb.png.
+    # rgb.jpg -> rgb.png beside it is fine on its own; next to an input named rgb.png both keep
+    # their extension in the output name instead.
     (inputs / "rgb.png").write_bytes((inputs / "grey.png").read_bytes())
+    before = _digest(inputs)
     clash = _binarize(inputs / "rgb.jpg", inputs / "rgb.png", "--method=otsu", "--suffix=")
-    assert clash.returncode == 2 and "rgb.png" in clash.stderr
+    assert clash.returncode == 0, clash.stderr
+    assert (inputs / "rgb_jpg.png").exists() and (inputs / "rgb_png.png").exists()
+    assert {k: v for k, v in _digest(inputs).items() if k in before} == before
 
 
 def test_suffix_writes_beside_inputs_and_a_second_run_skips_earlier_outputs(inputs):
@@ -138,10 +142,17 @@ def test_plan_outputs_detects_name_collisions(tmp_path):
     files = [a / "page.png", b / "page.jpg"]
     for f in files:
         f.write_bytes(b"")
-    jobs, conflicts = binarize.plan_outputs(files, out_dir=tmp_path / "out", extension=".png")
-    assert len(jobs) == 1 and len(conflicts) == 1 and "also the output of" in conflicts[0]
+    # The same stem: both keep their extension in the output name, only because they collide.
+    jobs, conflicts = binarize.plan_outputs(files, out_dir=tmp_path / "out", suffix="_bin", extension=".png")
+    assert not conflicts and [j.outputs[0].name for j in jobs] == ["page_png_bin.png", "page_jpg_bin.png"]
+    jobs, conflicts = binarize.plan_outputs(files + [b / "other.png"], out_dir=tmp_path / "out", extension=".png")
+    assert [j.outputs[0].name for j in jobs] == ["page_png.png", "page_jpg.png", "other.png"]
+    # The same name in two folders: only separate runs help, and the message says so.
+    (b / "page.png").write_bytes(b"")
+    jobs, conflicts = binarize.plan_outputs([a / "page.png", b / "page.png"], out_dir=tmp_path / "out")
+    assert len(jobs) == 1 and "also the output of" in conflicts[0] and "separate runs" in conflicts[0]
     jobs, conflicts = binarize.plan_outputs(files, out_dir=None, suffix="", extension=".png")
-    assert [j[0] for j in jobs] == [b / "page.jpg"] and "would overwrite the input" in conflicts[0]
+    assert [j.src for j in jobs] == [b / "page.jpg"] and "would overwrite the input" in conflicts[0]
     # An output that is a hard link to an input is the input, whatever its path.
     out = tmp_path / "out"
     out.mkdir()

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from binjax import imageio
+from binjax import documents, imageio
 from binjax.data.page_cache import CachedPages
 
 PathLike = str | os.PathLike
@@ -97,7 +97,7 @@ class FolderPairs(CachedPages):
             found.extend((image_dir, stem, img, msk) for stem, (img, msk) in pairs)
 
         for _, _, img, msk in found:
-            problem = size_problem(img, msk)
+            problem = size_problem(img, msk) or multipage_problem(img, msk)
             if problem:
                 problems.append(problem)
         if problems:
@@ -226,6 +226,16 @@ def size_problem(image_path: pathlib.Path, mask_path: pathlib.Path, *, mask_labe
     if image_size != mask_size:
         return (f"{image_path} is {image_size[0]}x{image_size[1]} (WxH) but its {mask_label} {mask_path} is "
                 f"{mask_size[0]}x{mask_size[1]}")
+    return None
+
+
+def multipage_problem(*paths: pathlib.Path) -> str | None:
+    """A multi-page TIFF among paths: pairs are single pages, and only page 1 would be read."""
+    for path in paths:
+        pages = documents.page_count(path)
+        if pages > 1:
+            return (f"{path} is a multi-page TIFF ({pages} pages); image/mask pairs are single pages: "
+                    "save each page as its own file (and its mask likewise)")
     return None
 
 
