@@ -22,11 +22,13 @@ shared by all binarizers (optionally cached on disk across runs).
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import math
 import os
 import pathlib
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -37,6 +39,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from binjax import imageio, metrics
 from binjax.binarizers import Binarizer, safe_name
+from binjax.errors import DataError
 from binjax.pseudo_weights import PseudoWeights
 
 PathLike = str | os.PathLike
@@ -136,13 +139,48 @@ def score_page(pred_ink: np.ndarray, gt_ink: np.ndarray, weights: PseudoWeights 
     return scores
 
 
+# Measures the DIBCO evaluator leaves undefined on some pages: NRM and MPM on a ground truth
+# with no ink (or no paper), DRD when no 8x8 block holds both (docs/metrics.md). Such a page is
+# left out of that measure's mean, and named, rather than turning the set's mean into NaN.
+UNDEFINED_ON_SOME_PAGES = ("drd", "nrm", "mpm")
+
+
 def summarize(per_image: Sequence[Mapping[str, float]]) -> dict[str, Any]:
-    """DIBCO set figures (mean over pages) and set-level iou/dice/f1/precision/recall (summed counts)."""
-    mean = metrics.mean_scores([{k: row[k] for k in DIBCO_KEYS} for row in per_image])
+    """DIBCO set figures (mean over pages) and set-level iou/dice/f1/precision/recall (summed counts).
+
+    'excluded': {measure: [pages]} for the pages on which DRD, NRM or MPM is undefined (NaN);
+    the measure's mean is over the other pages (NaN only when it is undefined on all of them).
+    """
+    rows = [{k: row[k] for k in DIBCO_KEYS} for row in per_image]
+    mean = metrics.mean_scores(rows)
+    excluded: dict[str, list[str]] = {}
+    for key in UNDEFINED_ON_SOME_PAGES:
+        undefined = [i for i, row in enumerate(rows) if math.isnan(row[key])]
+        if undefined:
+            excluded[key] = [str(per_image[i].get("page", i)) for i in undefined]
+            defined = [row[key] for row in rows if not math.isnan(row[key])]
+            mean[key] = float(np.mean(defined)) if defined else float("nan")
     counts = np.sum([[row[k] for k in ("tp", "fp", "fn", "tn")] for row in per_image], axis=0, dtype=np.int64)
     seg = metrics.segmentation_scores(counts)
-    return {"mean": mean, "set": {k: float(v) for k, v in seg.items()},
+    return {"mean": mean, "set": {k: float(v) for k, v in seg.items()}, "excluded": excluded,
             "counts": dict(zip(("tp", "fp", "fn", "tn"), (int(c) for c in counts)))}
+
+
+# A ground truth that calls most of its page ink is almost always inverted (white ink): document
+# pages are mostly paper. FM then reads 0 without a hint of why.
+INVERTED_INK_FRACTION = 0.5
+
+
+def polarity_warning(gt_ink: np.ndarray, page: str, path: PathLike | None = None,
+                     mask_foreground: str | None = None) -> str | None:
+    """A warning naming the page (and its file) when its ground truth is probably inverted, or None."""
+    fraction = float(np.mean(gt_ink)) if gt_ink.size else 0.0
+    if fraction <= INVERTED_INK_FRACTION:
+        return None
+    flag = (f"--mask_foreground={'white' if mask_foreground == 'black' else 'black'}" if mask_foreground
+            else "--mask_foreground")
+    return (f"{path or page}: the ground truth marks {fraction:.0%} of the page as ink; its polarity is probably "
+            f"inverted (try {flag})")
 
 
 # ------------------------------------------------------------------------------- pictures
@@ -273,18 +311,38 @@ def evaluate_pages(
             (dirs[name] / "compare").mkdir(parents=True, exist_ok=True)
 
     rows: dict[str, list[dict]] = {name: [] for name in binarizers}
+    skipped: list[dict[str, str]] = []  # pages that could not be read or binarized
+    warned: list[str] = []
+    mask_paths = [pair[1] for pair in getattr(pages, "pairs", [])]
     start = time.perf_counter()
     bar = tqdm.tqdm(total=n, unit="page", desc="evaluate", disable=not progress, dynamic_ncols=True)
     for i in range(n):
-        page = pages[i]
-        image, gt = np.asarray(page["image"]), np.asarray(page["mask"]).astype(bool)
+        # One bad page (truncated file, a method refusing it) is reported and skipped; the others
+        # are scored, and every binarizer is scored on the same pages.
+        try:
+            page = pages[i]
+            image, gt = np.asarray(page["image"]), np.asarray(page["mask"]).astype(bool)
+            outputs = {}
+            for name, binarizer in binarizers.items():
+                t0 = time.perf_counter()
+                pred = np.asarray(binarizer(image), dtype=bool)
+                outputs[name] = (pred, time.perf_counter() - t0)
+                if pred.shape != gt.shape:
+                    raise ValueError(f"binarizer {name!r} returned shape {pred.shape} for a page of shape {gt.shape}")
+        except (ValueError, OSError) as e:  # ImageError and ConfigError are ValueErrors
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            skipped.append({"page": names[i], "error": str(e)})
+            tqdm.tqdm.write(f"skipped page {names[i]}: {e}", file=sys.stderr)
+            bar.update(1)
+            continue
+        warning = polarity_warning(gt, names[i], mask_paths[i] if i < len(mask_paths) else None,
+                                   getattr(pages, "mask_foreground", None))
+        if warning:
+            warned.append(warning)
+            tqdm.tqdm.write(f"warning: {warning}", file=sys.stderr)
         weights = page_weights(gt, weights_cache)
-        for name, binarizer in binarizers.items():
-            t0 = time.perf_counter()
-            pred = np.asarray(binarizer(image), dtype=bool)
-            seconds = time.perf_counter() - t0
-            if pred.shape != gt.shape:
-                raise ValueError(f"binarizer {name!r} returned shape {pred.shape} for page {names[i]!r} of shape {gt.shape}")
+        for name, (pred, seconds) in outputs.items():
             imageio.save_mask(dirs[name] / "binary" / f"{files[i]}.png", pred, foreground="black", bits=1)
             row = {"page": names[i], "height": gt.shape[0], "width": gt.shape[1], **score_page(pred, gt, weights),
                    "seconds": seconds}
@@ -296,8 +354,12 @@ def evaluate_pages(
         bar.set_postfix(pages_s=f"{(i + 1) / (time.perf_counter() - start):.2f}",
                         **{name: f"FM {r[-1]['fm']:.1f}" for name, r in list(rows.items())[:3]})
     bar.close()
+    if skipped and len(skipped) == n:
+        raise DataError(f"no page could be scored; the first: {skipped[0]['page']}: {skipped[0]['error']}")
+    scored = [row["page"] for row in next(iter(rows.values()))]
 
-    summary: dict[str, Any] = {"dataset": str(dataset), "pages": names[:n], "binarizers": {},
+    summary: dict[str, Any] = {"dataset": str(dataset), "pages": scored, "binarizers": {},
+                               "skipped_pages": skipped, "warnings": warned,
                                "seconds": time.perf_counter() - start, "error_legend": ERROR_LEGEND}
     for name, binarizer in binarizers.items():
         _write_csv(dirs[name] / "per_image.csv", rows[name])
@@ -310,10 +372,14 @@ def evaluate_pages(
         entry["per_image_fm"] = {r["page"]: r["fm"] for r in rows[name]}
         entry["per_image"] = rows[name]
         summary["binarizers"][name] = entry
+        for key, excluded in entry["excluded"].items():
+            logging.warning("%s: %s is undefined on %d page(s) (%s) and left out of its mean",
+                            name, key.upper(), len(excluded), ", ".join(excluded[:5]))
     summary["files"] = {"summary_md": str(out_dir / "summary.md"), "summary_json": str(out_dir / "summary.json")}
     (out_dir / "summary.md").write_text(summary_markdown(summary))
     (out_dir / "summary.json").write_text(json.dumps(_json_safe(summary), indent=1))
-    logging.info("evaluated %d pages with %s in %.1f s", n, list(binarizers), summary["seconds"])
+    logging.info("evaluated %d pages with %s in %.1f s (%d skipped)", len(scored), list(binarizers),
+                 summary["seconds"], len(skipped))
     return summary
 
 
@@ -344,6 +410,26 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}" if math.isfinite(value) else str(value)
 
 
+def _notes(summary: Mapping[str, Any]) -> list[str]:
+    """Pages skipped, measures left undefined, ground truths that look inverted: said under the table."""
+    lines = []
+    skipped = summary.get("skipped_pages", [])
+    if skipped:
+        lines += ["", f"**{len(skipped)} page(s) skipped** (not read or not binarized; not in any figure):"]
+        lines += [f"- {s['page']}: {s['error']}" for s in skipped]
+    excluded = {}
+    for entry in summary["binarizers"].values():
+        for key, pages in entry.get("excluded", {}).items():
+            excluded.setdefault(key, set()).update(pages)
+    for key, pages in excluded.items():
+        lines += ["", f"{key.upper()} is undefined on {len(pages)} page(s) whose ground truth has no ink, no paper "
+                  f"or no mixed 8x8 block; it is left out of that mean: {', '.join(sorted(pages))}."]
+    warnings = summary.get("warnings", [])
+    if warnings:
+        lines += ["", "Warnings:"] + [f"- {w}" for w in warnings]
+    return lines
+
+
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     """The summary as Markdown: binarizers side by side, per-page FM, and how to read the files."""
     entries = summary["binarizers"]
@@ -363,6 +449,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     ]
     for name, e in entries.items():
         lines.append(f"- **{name}**: {e['description']}")
+    lines += _notes(summary)
     lines += ["", "## F-measure per page", ""]
     lines.append("| page | " + " | ".join(entries) + " |")
     lines.append("|---|" + "---:|" * len(entries))

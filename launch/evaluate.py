@@ -88,6 +88,9 @@ def main(argv):
     for name, entry in summary["binarizers"].items():
         print(f"  {name:<13} {entry['files']['csv']}, binary/ and compare/ beside it")
     sys.stdout.flush()
+    if summary["skipped_pages"]:  # named as they happened and in the summary; the others are scored
+        sys.exit(f"error: {len(summary['skipped_pages'])} page(s) could not be scored: "
+                 + ", ".join(s["page"] for s in summary["skipped_pages"]))
 
 
 def run():
