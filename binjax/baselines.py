@@ -141,17 +141,18 @@ def _gatos_would_crash(gray: np.ndarray, params: Mapping[str, float]) -> str | N
 
 
 # doxapy 0.9.2's crash conditions, measured by running every algorithm in a forked child over a
-# grid of page sizes and windows (tests/test_faults_pages.py keeps a smaller grid running):
+# grid of page sizes (1 to 200 px a side) and windows (15, 75), with glibc's heap checks on:
 # * every windowed method except Su (Sauvola, Niblack, Wolf, NICK, ISauvola, TRSingh, Bernsen,
-#   WAN, Gatos) writes outside its buffers when the page's shorter side is below about half the
-#   window: with window 75, sides of 1-20 px died of SIGSEGV or glibc heap aborts ("free():
-#   invalid pointer") for all of them, side 37 for Bernsen and WAN, side 38 survived; the
-#   corruption can also go unnoticed and kill the process later;
+#   WAN, Gatos) writes outside its buffers when the page's shorter side is less than half the
+#   window: Sauvola died (SIGSEGV, or glibc aborts such as "free(): invalid pointer") on every
+#   shorter side <= 36 with window 75 and <= 6 with window 15, i.e. side <= window // 2 - 1;
+#   Bernsen and WAN one pixel more (side <= window // 2). Heap corruption need not crash at
+#   once: it can kill the process pages later;
 # * Bataineh (no parameters; it sizes its own windows) loops forever when the shorter side is
-#   32 px or less;
-# * Otsu (global) and Su survived every size from 1 x 1.
-# A page padded by half the window on each side is at least one window wide, which no run of the
-# grid crashed on; Bataineh's pages are padded to _SAFE_SIDE.
+#   29 px or less (30 and up finished);
+# * Otsu (global) and Su (window 75 or estimated) survived every size from 1 x 1.
+# A page padded by half the window on each side is at least one window across, which no run of
+# the grid crashed on; Bataineh's and Gatos's pages are also padded to _SAFE_SIDE.
 _SAFE_SIDE = 64
 
 

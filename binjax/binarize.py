@@ -203,8 +203,13 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
         tqdm.tqdm.write(f"skipped {message}", file=sys.stderr)
 
     def binarized(job: Job, index: int) -> np.ndarray:
-        image = documents.load_page(job.src, binarizer.channels, index, job.pages)
-        return np.asarray(binarizer(image), dtype=bool)
+        image = documents.load_page(job.src, binarizer.channels, index, job.pages)  # errors name the page
+        try:
+            return np.asarray(binarizer(image), dtype=bool)
+        except ValueError as e:  # e.g. a method that refuses a blank page
+            if job.pages == 1:
+                raise
+            raise ValueError(f"{job.src} page {index + 1} of {job.pages}: {e}") from None
 
     bar = tqdm.tqdm(total=sum(job.pages for job in jobs), unit="page", desc="binarize", disable=not progress,
                     dynamic_ncols=True)
