@@ -180,7 +180,7 @@ def _pad_for_doxapy(gray: np.ndarray, method: str, settings: dict[str, float]) -
     left = pad + (max(0, floor - (w + 2 * pad)) + 1) // 2
     if top == 0 and left == 0:
         return gray, (0, 0)
-    return np.ascontiguousarray(np.pad(gray, ((top, top), (left, left)), mode="symmetric")), (top, left)
+    return np.pad(gray, ((top, top), (left, left)), mode="symmetric"), (top, left)  # a new C-contiguous array
 
 
 def binarize_classic(gray_u8: np.ndarray, method: str, **params: float) -> np.ndarray:
@@ -205,8 +205,9 @@ def binarize_classic(gray_u8: np.ndarray, method: str, **params: float) -> np.nd
         raise ValueError("binarize_classic: empty image")
     settings = _checked_params(method, params)
     h, w = gray.shape
-    gray = np.ascontiguousarray(gray).copy()  # contiguous, and doxapy never sees caller memory
-    gray, (top, left) = _pad_for_doxapy(gray, method, settings)
+    padded, (top, left) = _pad_for_doxapy(gray, method, settings)
+    # Contiguous (doxapy reads strided views wrongly), and doxapy never sees caller memory.
+    gray = padded if padded is not gray else np.array(gray, order="C")
     if method == "gatos":
         reason = _gatos_would_crash(gray, settings)
         if reason:
@@ -217,6 +218,7 @@ def binarize_classic(gray_u8: np.ndarray, method: str, **params: float) -> np.nd
     binarizer.initialize(gray)
     binarizer.to_binary(out, settings)
     out = out[top:top + h, left:left + w]
-    if not np.isin(out, (0, 255)).all():
+    ink = out == 0
+    if not (ink | (out == 255)).all():
         raise RuntimeError(f"doxapy's {method} wrote values other than 0 and 255 on a {h} x {w} page")
-    return out == 0
+    return ink
