@@ -180,7 +180,8 @@ def _pad_for_doxapy(gray: np.ndarray, method: str, settings: dict[str, float]) -
     left = pad + (max(0, floor - (w + 2 * pad)) + 1) // 2
     if top == 0 and left == 0:
         return gray, (0, 0)
-    return np.pad(gray, ((top, top), (left, left)), mode="symmetric"), (top, left)  # a new C-contiguous array
+    # np.pad keeps a transposed input's Fortran order: doxapy needs C order.
+    return np.ascontiguousarray(np.pad(gray, ((top, top), (left, left)), mode="symmetric")), (top, left)
 
 
 def binarize_classic(gray_u8: np.ndarray, method: str, **params: float) -> np.ndarray:
