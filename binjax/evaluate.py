@@ -307,6 +307,7 @@ def evaluate_pages(
             raise ValueError(f"binarizer name {name!r} is not usable as a folder name; try {safe_name(name)!r}")
         dirs[name] = out_dir / name
         (dirs[name] / "binary").mkdir(parents=True, exist_ok=True)
+        imageio.remove_stale_temp_files(dirs[name] / "binary")  # left by a killed run
         if previews:
             (dirs[name] / "compare").mkdir(parents=True, exist_ok=True)
 

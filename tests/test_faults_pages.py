@@ -143,6 +143,20 @@ def test_every_page_of_a_multipage_tiff_is_binarized(tmp_path):
     assert len(list((tmp_path / "split").glob("scan_p00?.tif"))) == 3
 
 
+@pytest.mark.slow
+def test_a_truncated_page_of_a_tiff_is_skipped_by_name_and_the_others_written(tmp_path):
+    _three_page_tiff(tmp_path / "full.tif")
+    data = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "scan.tif").write_bytes(data[:-1000])  # page 3's pixels cut short; its header stays
+    result = _launch("binarize", tmp_path / "scan.tif", "--method=otsu", f"--out={tmp_path / 'out'}")
+    assert result.returncode == 1 and "page 3 of 3" in result.stderr and "truncated" in result.stderr, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scan_p001.png", "scan_p002.png"]
+    # As one multi-page TIFF the document is all or nothing: no file with a page missing.
+    tif = _launch("binarize", tmp_path / "scan.tif", "--method=otsu", f"--out={tmp_path / 'tif'}", "--format=tif")
+    assert tif.returncode == 1 and "page 3 of 3" in tif.stderr
+    assert not list((tmp_path / "tif").iterdir())
+
+
 def test_evaluate_refuses_a_multipage_tiff(tmp_path):
     _three_page_tiff(tmp_path / "scan_in.tif")
     _three_page_tiff(tmp_path / "scan_gt.tif")
