@@ -53,6 +53,8 @@ def data_config() -> ml_collections.ConfigDict:
             data_dir="",  # tfds data_dir; '' = tfds default (~/tensorflow_datasets)
             train="",  # comma-separated collections, e.g. 'dibco2009,dibco2010,bickley'
             val="",  # collections to validate and select checkpoints on (disjoint from train)
+            exclude="",  # collections dropped from train (e.g. ground truth of another convention)
+            test="",  # collections scored after training (binjax.protocol); never read in training
             prepare=True,  # False: never build, fail if a collection is not prepared
         )
     )

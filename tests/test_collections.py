@@ -73,3 +73,62 @@ def test_config_source_trains_and_validates_on_disjoint_collections(root, data_d
     data.collections.update(train="msi2015", val="phibd")
     with pytest.raises(DataError, match="phibd"):  # not under this root
         sources.make_sources(data, seed=0)
+
+
+SMALLEST = {"dibco/2009": "H03", "dibco/2010": "H03", "dibco/2011": "PR8", "dibco/2012": "H07",
+            "dibco/2013": "PR07", "dibco/2014": "H06", "dibco/2016": "10", "extra/bickley": "H01",
+            "extra/monk_cuper": "H11", "extra/msi2015": "H24", "extra/nabuco": "H08", "extra/phibd": "H02"}
+
+
+def test_every_fold_tests_each_collection_once_and_never_trains_on_it():
+    from configs import cross_collection
+
+    tested = [c for fold in cross_collection.FOLDS for c in cross_collection.fold_collections(fold)["test"]]
+    assert sorted(tested) == sorted(collections.KNOWN[:7] + tuple(collections.EXTRA_COLLECTIONS))
+    for fold in cross_collection.FOLDS:
+        split = cross_collection.fold_collections(fold)
+        assert not set(split["train"]) & set(split["test"]) and not set(split["val"]) & set(split["test"])
+        assert not set(split["train"]) & set(split["val"])
+        config = cross_collection.get_config(f"{fold},smoke")
+        assert config.data.collections.test == ",".join(split["test"])
+
+
+@pytest.mark.slow
+@pytest.mark.needs_shared
+def test_protocol_trains_scores_and_reports_the_worst_collection(tmp_path, request):
+    """One fold end to end on one small page per collection: train, score beside Otsu, report."""
+    import json
+    import subprocess
+    import sys
+
+    shared = request.config.rootpath.parent / "shared" / "data"
+    if not (shared / "extra").is_dir():
+        pytest.skip(f"needs the shared collections in {shared} (absent here)")
+    root = tmp_path / "root"
+    for folder, page in SMALLEST.items():
+        (root / folder).mkdir(parents=True)
+        for part in ("in", "gt"):
+            shutil.copy(shared / folder / f"{page}_{part}.png", root / folder)
+    sweep_file = tmp_path / "tiny_protocol.py"
+    sweep_file.write_text(
+        "from configs import cross_collection\n\n"
+        "def get_config(arg=None):\n"
+        "    config = cross_collection.get_config(arg)\n"
+        f"    config.data.collections.update(root={str(root)!r}, data_dir={str(tmp_path / 'tfds')!r})\n"
+        "    return config\n\n"
+        "def get_sweep(arg=None):\n"
+        "    return [{'arg': 'dibco_icdar', 'seed': 0}]\n")
+    workdir = tmp_path / "protocol"
+    command = [sys.executable, "-m", "launch.protocol", f"--config={sweep_file}:smoke", f"--workdir={workdir}",
+               "--method=otsu", "--noprogress"]
+    result = subprocess.run(command, cwd=request.config.rootpath, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((workdir / "report.json").read_text())
+    assert set(report["collections"]) == {"binjax", "otsu"}
+    assert set(report["collections"]["otsu"]) == {"dibco2009", "dibco2011", "dibco2013"}
+    worst, fm = report["summary"]["otsu"]["worst"]
+    assert fm == min(v["fm"][0] for v in report["collections"]["otsu"].values())
+    assert "worst collection" in result.stdout and worst in result.stdout
+    again = subprocess.run(command, cwd=request.config.rootpath, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "3 done (skipped)" not in again.stdout  # one run: '1 done (skipped)'
+    assert "1 done (skipped)" in again.stdout
