@@ -15,7 +15,7 @@ from binjax.data import pipeline
 def data_config() -> ml_collections.ConfigDict:
     cfg = pipeline.default_data_config()  # patch_size, fg_patch_fraction, augment, threads
     cfg.patch_size = 128  # small enough for minutes-long CPU runs; DIBCO recipes use more
-    cfg.source = "synthetic"  # 'synthetic' | 'folder' | 'tfds'
+    cfg.source = "synthetic"  # 'synthetic' | 'folder' | 'tfds' | 'collections'
     cfg.channels = 1  # 1 = grey input, 3 = RGB input
     cfg.val_patches = 64  # fixed held-out patches scored at every validation
     cfg.synthetic = ml_collections.ConfigDict(
@@ -42,6 +42,20 @@ def data_config() -> ml_collections.ConfigDict:
             train_years="",  # comma-separated years to keep from train_split ('' = all)
             val_years="",  # same for val_split: '2014' validates on a year held out of 'train'
             prepare=True,  # False: never build, fail if the dataset is not prepared
+        )
+    )
+    # Whole benchmark collections (binjax/data/collections.py): DIBCO years and the extra sets,
+    # each prepared into tfds's data_dir from root on first use. The cross-collection protocol
+    # trains on some and validates on another, never splitting a collection.
+    cfg.collections = ml_collections.ConfigDict(
+        dict(
+            root="../shared/data",  # holds dibco/<year>/ and extra/<collection>/
+            data_dir="",  # tfds data_dir; '' = tfds default (~/tensorflow_datasets)
+            train="",  # comma-separated collections, e.g. 'dibco2009,dibco2010,bickley'
+            val="",  # collections to validate and select checkpoints on (disjoint from train)
+            exclude="",  # collections dropped from train (e.g. ground truth of another convention)
+            test="",  # collections scored after training (binjax.protocol); never read in training
+            prepare=True,  # False: never build, fail if a collection is not prepared
         )
     )
     return cfg

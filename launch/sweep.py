@@ -17,13 +17,10 @@ from launch import common  # noqa: F401  (first: sets XLA's CPU device count bef
 
 import os  # noqa: E402
 import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
 
-from absl import flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 
-from binjax import sweep  # noqa: E402
+from binjax import sweep, sweep_runs  # noqa: E402
 
 _CONFIG = flags.DEFINE_string("config", None, "Sweep file with get_config() and get_sweep(): configs/ablations/<name>.py[:variant].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root: each run trains in <workdir>/<run name>.")
@@ -41,61 +38,6 @@ def _selected(runs):
     if _ONLY.value:
         runs = [r for r in runs if re.search(_ONLY.value, sweep.run_name(r))]
     return runs[: _LIMIT.value] if _LIMIT.value is not None else runs
-
-
-def _run_in_process(plan, experiment) -> list[str]:
-    from binjax import train  # after jax.distributed is up
-
-    failed = []
-    for i, overrides in enumerate(plan, 1):
-        name, workdir = sweep.run_name(overrides), experiment.workdir(overrides)
-        print(f"[{i}/{len(plan)}] {name}: training in {workdir}", flush=True)
-        start = time.perf_counter()
-        try:
-            scores = train.train_and_evaluate(experiment.config(overrides), workdir)
-        except Exception:  # one broken run must not stop the sweep; KeyboardInterrupt still does
-            logging.exception("run %s failed", name)
-            print(f"[{i}/{len(plan)}] {name}: FAILED (see log above); rerun to retry", flush=True)
-            failed.append(name)
-            continue
-        sweep.mark_done(workdir, scores)
-        print(f"[{i}/{len(plan)}] {name}: done in {time.perf_counter() - start:.0f}s, "
-              f"val/f1 {scores.get('val/f1', float('nan')):.4f}", flush=True)
-    return failed
-
-
-def _run_subprocesses(plan, experiment, parallel: int) -> list[str]:
-    pending = list(enumerate(plan, 1))
-    running: dict = {}  # Popen -> (index, overrides, log file, start time)
-    failed = []
-    try:
-        while pending or running:
-            while pending and len(running) < parallel:
-                i, overrides = pending.pop(0)
-                workdir = experiment.workdir(overrides)
-                workdir.mkdir(parents=True, exist_ok=True)
-                log = open(workdir / "train.log", "a")
-                cmd = experiment.command(overrides, python=sys.executable)
-                print(f"[{i}/{len(plan)}] {sweep.run_name(overrides)}: started, log {workdir / 'train.log'}", flush=True)
-                running[subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)] = (i, overrides, log, time.perf_counter())
-            time.sleep(0.5)
-            for proc in [p for p in running if p.poll() is not None]:
-                i, overrides, log, start = running.pop(proc)
-                log.close()
-                name = sweep.run_name(overrides)
-                if proc.returncode == 0:
-                    sweep.mark_done(experiment.workdir(overrides), dict(returncode=0))
-                    print(f"[{i}/{len(plan)}] {name}: done in {time.perf_counter() - start:.0f}s", flush=True)
-                else:
-                    failed.append(name)
-                    print(f"[{i}/{len(plan)}] {name}: FAILED with exit status {proc.returncode}; "
-                          f"see {experiment.workdir(overrides) / 'train.log'}", flush=True)
-    finally:  # interrupted: stop our children; their last checkpoints let a rerun resume
-        for proc in running:
-            proc.terminate()
-        for proc in running:
-            proc.wait()
-    return failed
 
 
 def main(argv):
@@ -127,18 +69,11 @@ def main(argv):
         return
 
     common.initialize_runtime()
-    statuses = {sweep.run_name(r): experiment.status(r) for r in runs}
-    plan = [r for r in runs if statuses[sweep.run_name(r)] != "done"]
-    print(f"Sweep {_CONFIG.value}: {len(runs)} runs in {experiment.root}; "
-          f"{len(runs) - len(plan)} done (skipped), "
-          f"{sum(s == 'partial' for s in statuses.values())} to resume, "
-          f"{sum(s == 'todo' for s in statuses.values())} to start.", flush=True)
-    for overrides in runs:
-        print(f"  {statuses[sweep.run_name(overrides)]:8s} {sweep.run_name(overrides)}", flush=True)
+    plan = sweep_runs.pending_runs(experiment, runs, title=f"Sweep {_CONFIG.value}")
     if _PARALLEL.value > 0:
-        failed = _run_subprocesses(plan, experiment, _PARALLEL.value)
+        failed = sweep_runs.train_in_subprocesses(plan, experiment, _PARALLEL.value)
     else:
-        failed = _run_in_process(plan, experiment)
+        failed = sweep_runs.train_in_process(plan, experiment)
     print(f"Sweep finished: {len(plan) - len(failed)} trained now, {len(runs) - len(plan)} skipped, "
           f"{len(failed)} failed. Report: python -m launch.sweep --config={_CONFIG.value} "
           f"--workdir={_WORKDIR.value} --report", flush=True)

@@ -6,8 +6,9 @@ import ml_collections
 
 from binjax.data.folder import FolderPairs
 from binjax.data.synthetic import SyntheticDocuments
+from binjax.errors import ConfigError
 
-SOURCES = ("synthetic", "folder", "tfds")
+SOURCES = ("synthetic", "folder", "tfds", "collections")
 
 # Validation pages come from a different seed stream than training pages.
 _VALIDATION_SEED_OFFSET = 1_000_003
@@ -60,6 +61,30 @@ def _years(value: str, field: str) -> list[int] | None:
     return [int(p) for p in parts] or None
 
 
+def _collection_sources(cfg: ml_collections.ConfigDict):
+    """Whole benchmark collections (binjax.data.collections): train on some, validate on others."""
+    from binjax.data import collections  # noqa: PLC0415 -- imports tensorflow_datasets: only when used
+
+    c = cfg.collections
+    excluded = collections.parse_collections(c.exclude, "config.data.collections.exclude")
+    train = [n for n in collections.parse_collections(c.train, "config.data.collections.train") if n not in excluded]
+    val = collections.parse_collections(c.val, "config.data.collections.val")
+    test = collections.parse_collections(c.test, "config.data.collections.test")
+    if not train or not val:
+        raise ConfigError("config.data.collections: give both train and val collections, e.g. "
+                          "--config.data.collections.train=dibco2009,bickley --config.data.collections.val=dibco2014")
+    for a, b in ((train, "train"), (val, "val")), ((train, "train"), (test, "test")), ((val, "val"), (test, "test")):
+        if set(a[0]) & set(b[0]):
+            raise ConfigError(f"config.data.collections: {sorted(set(a[0]) & set(b[0]))} in both {a[1]} and {b[1]}; "
+                              "a collection is never split")
+
+    def make(names, key):
+        return collections.collection_pages(names, root=c.root, data_dir=c.data_dir, channels=cfg.channels,
+                                            prepare=c.prepare, key=key)
+
+    return make(train, "config.data.collections.train"), make(val, "config.data.collections.val")
+
+
 def make_sources(cfg: ml_collections.ConfigDict, seed: int):
     """Returns (train_source, val_source): random-access sources of {'image', 'mask'} pages."""
     if cfg.source == "synthetic":
@@ -72,4 +97,6 @@ def make_sources(cfg: ml_collections.ConfigDict, seed: int):
         return _folder_source(cfg, "train"), _folder_source(cfg, "val")
     if cfg.source == "tfds":
         return _tfds_sources(cfg)
+    if cfg.source == "collections":
+        return _collection_sources(cfg)
     raise ValueError(f"config.data.source={cfg.source!r} is unknown; known sources: {SOURCES}")

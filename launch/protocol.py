@@ -1,0 +1,69 @@
+"""Runs the cross-collection protocol: trains every fold, scores each on its unseen collections
+beside Otsu, Sauvola and Su, and reports per page, per collection, the mean and the worst collection.
+
+Resumable: rerun the same command after an interruption; trained runs, scored runs and scored
+baselines are skipped. For a run overnight, in the background, with a core left for other work:
+
+  nohup nice python -m launch.protocol --config=configs/cross_collection.py \
+      --workdir=$HOME/binjax/protocol > $HOME/binjax/protocol.log 2>&1 &
+  python -m launch.protocol --config=configs/cross_collection.py:smoke --workdir=/tmp/protocol_smoke
+  python -m launch.protocol --config=configs/cross_collection.py --workdir=$HOME/binjax/protocol --report
+  python -m launch.protocol --config=configs/cross_collection.py --workdir=/tmp/p --only='arg=bickley'
+
+Writes <workdir>/report.md (FM per collection, mean and worst collection; every measure's mean),
+report.json and pages.csv (every page of every binarizer); each run's scores in
+<workdir>/<run>/protocol/ and the baselines' in <workdir>/baselines/<collection>/.
+"""
+
+from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
+
+import re  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from binjax import protocol, sweep, sweep_runs  # noqa: E402
+
+_CONFIG = flags.DEFINE_string("config", None, "Protocol sweep file: configs/cross_collection.py[:variant].")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Protocol root: each run trains in <workdir>/<run name>.")
+_PARALLEL = flags.DEFINE_integer("parallel", 0, "0: train the runs one after another in this process; N: N "
+                                 "`launch.train` subprocesses at a time (logs in <run>/train.log).")
+_REPORT = flags.DEFINE_bool("report", False, "Only write the report from the runs scored so far, and exit.")
+_ONLY = flags.DEFINE_string("only", None, "Only runs whose name matches this regular expression, e.g. 'arg=bickley'.")
+_METHOD = flags.DEFINE_list("method", list(protocol.BASELINES), "Classic methods scored beside the models.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while scoring.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    experiment = sweep.Sweep(_CONFIG.value, _WORKDIR.value)
+    if _ONLY.value:
+        experiment.runs = [r for r in experiment.runs if re.search(_ONLY.value, sweep.run_name(r))]
+    if not _REPORT.value:
+        common.initialize_runtime()
+        plan = sweep_runs.pending_runs(experiment, experiment.runs, title=f"Protocol {_CONFIG.value}")
+        if _PARALLEL.value > 0:
+            failed = sweep_runs.train_in_subprocesses(plan, experiment, _PARALLEL.value)
+        else:
+            failed = sweep_runs.train_in_process(plan, experiment)
+        print(f"Scoring the baselines ({', '.join(_METHOD.value)}) on every test collection", flush=True)
+        protocol.score_baselines(experiment, methods=_METHOD.value, progress=_PROGRESS.value)
+        for overrides in experiment.runs:
+            name = sweep.run_name(overrides)
+            if name in failed or experiment.status(overrides) != "done":
+                continue
+            print(f"Scoring {name} on its test collections", flush=True)
+            protocol.score_run(experiment, overrides, progress=_PROGRESS.value)
+        if failed:
+            print(f"failed runs (rerun to retry): {', '.join(failed)}", flush=True)
+    paths = protocol.write_report(experiment)
+    print(paths["md"].read_text())
+    print(f"Files: {paths['md']}, {paths['json']}, {paths['pages']}")
+
+
+def run():
+    common.run_app(main)
+
+
+if __name__ == "__main__":
+    run()
