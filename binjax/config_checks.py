@@ -35,6 +35,9 @@ RESUME_SAFE_KEYS = (
     "mesh.axes", "mesh.fsdp_min_size",
 )
 
+# The keys that can change the train state's shapes: the model, its input, the optimizer's state.
+SHAPING_KEYS = ("model.", "data.channels", "optimizer.name", "optimizer.grad_clip_norm")
+
 
 def _get(config, key: str) -> Any:
     value = config
@@ -184,9 +187,7 @@ def check_resume(saved, new, *, same_shapes: bool, allow_change: bool, where: st
     """
     changes = resume_changes(saved, new)
     if not same_shapes:
-        # the keys that can change shapes: the model, its input, the optimizer's state layout
-        shaping = ("model.", "data.channels", "optimizer.name", "optimizer.grad_clip_norm")
-        model_keys = [c for c in changes if c[0].startswith(shaping)]
+        model_keys = [c for c in changes if c[0].startswith(SHAPING_KEYS)]
         raise ConfigError(
             f"the config changes the model's shapes saved in {where} ({describe_changes(model_keys or changes)}): "
             "train it in a new --workdir, or warm-start one with --config.init_from")
