@@ -3,6 +3,11 @@
 Reads top to bottom: Mesh, Input pipeline, Model & optimizer, Shard & create state, Update step,
 Evals, Load checkpoint, Train loop. Restarting the same call on the same workdir resumes from the
 last checkpoint with the same data order and the same losses.
+
+A run never loses its work: the config is checked before anything starts, one run holds the
+workdir at a time (binjax.workdir_lock), resume compares configs and skips checkpoints that do
+not restore, and every way out of the loop finishes or removes pending saves and says which
+checkpoint is the last complete one.
 """
 
 from __future__ import annotations
