@@ -103,6 +103,7 @@ class Checkpointer:
             return False
         if step in self._latest.all_steps():
             return False
+        _check_free_space(self._latest.directory, train_state)
         try:  # raises a failure of the previous (background) save too
             self._latest.save(step, args=self._save_args(train_state, data_state, config), force=True)
         except Exception as e:  # noqa: BLE001 -- Orbax and tensorstore raise many types
@@ -114,6 +115,7 @@ class Checkpointer:
         if self._best is None or step in self._best.all_steps():
             return
         metrics = {k: float(v) for k, v in metrics.items()}
+        _check_free_space(self._best.directory, train_state)
         try:
             self._best.save(step, args=self._save_args(train_state, data_state, config), metrics=metrics, force=True)
         except Exception as e:  # noqa: BLE001
@@ -242,6 +244,24 @@ def _quiet_save_failure_tracebacks() -> None:
     handler = logging.get_absl_handler()
     if _QUIET not in handler.filters:
         handler.addFilter(_QUIET)
+
+
+_SPACE_MARGIN = 2**20  # bytes beyond the arrays: metadata, JSON items, the file system's blocks
+
+
+def _check_free_space(directory, train_state) -> None:
+    """Refuses to start a save the disk cannot hold.
+
+    A save that runs out of space fails in Orbax's background threads, which then print
+    tracebacks from each of them; checking first ends the run in one line, with every earlier
+    checkpoint intact.
+    """
+    needed = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(train_state)) + _SPACE_MARGIN
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise CheckpointError(
+            f"not enough space to save a checkpoint in {directory}: {free / 2**20:.1f} MiB free, about "
+            f"{needed / 2**20:.1f} MiB needed; free some space and rerun the same command to resume")
 
 
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
