@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -23,8 +24,8 @@ import pytest
 
 from binjax import checkpointing, pretrained, reporting, train
 from binjax.errors import CheckpointError
-from tests.test_train import REPO
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOKE = "--config=configs/sae.py:smoke"
 
 
