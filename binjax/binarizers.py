@@ -65,8 +65,8 @@ class ModelBinarizer:
 
         from binjax import inference, pretrained  # noqa: PLC0415
 
-        self.step_dir = pretrained.resolve(checkpoint)  # a checkpoint step or an export folder
-        model, self.config = pretrained.load_model(self.step_dir)
+        # a checkpoint step (the newest that restores) or an export folder
+        model, self.config, self.step_dir = pretrained.load_model_and_source(checkpoint)
         self.channels = int(self.config.data.channels)
         self.options = dict(tile=int(tile), overlap=float(overlap), batch_size=int(batch_size),
                             flip_tta=bool(flip_tta), threshold=float(threshold))

@@ -30,3 +30,7 @@ class CheckpointError(BinjaxError):
 
 class WorkdirLockedError(BinjaxError):
     """Another live process holds the training workdir."""
+
+
+class TrainingDivergedError(BinjaxError, FloatingPointError):
+    """A loss or gradient norm became NaN or infinite (learning rate too high, bad data)."""

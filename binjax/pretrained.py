@@ -40,13 +40,20 @@ def load_model(path: str | pathlib.Path, *, prefer_best: bool = True) -> tuple[n
 
     The state is placed on the default device, whatever mesh trained it.
     """
-    source = resolve(path, prefer_best=prefer_best)
-    if export.is_export(source):
-        return export.load_exported(source)
-    state, config = load_train_state(source)
+    model, config, _ = load_model_and_source(path, prefer_best=prefer_best)
+    return model, config
+
+
+def load_model_and_source(path: str | pathlib.Path, *, prefer_best: bool = True):
+    """(model, config, the folder it came from). A workdir's checkpoints are tried best/ newest
+    first, then checkpoints/, skipping (and naming) any that do not restore."""
+    if str(path) in released_models() or export.is_export(path):
+        source = resolve(path)
+        return (*export.load_exported(source), source)
+    source, (state, config) = checkpointing.restore_any(path, load_train_state, prefer_best=prefer_best)
     _, eval_graphdef = train.model_graphdefs(config)
     model = nnx.merge(eval_graphdef, state["params"], state["batch_stats"])
-    return model, config
+    return model, config, source
 
 
 def load_train_state(step_dir: pathlib.Path) -> tuple[dict, ml_collections.ConfigDict]:

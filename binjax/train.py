@@ -3,10 +3,16 @@
 Reads top to bottom: Mesh, Input pipeline, Model & optimizer, Shard & create state, Update step,
 Evals, Load checkpoint, Train loop. Restarting the same call on the same workdir resumes from the
 last checkpoint with the same data order and the same losses.
+
+A run never loses its work: the config is checked before anything starts, one run holds the
+workdir at a time (binjax.workdir_lock), resume compares configs and skips checkpoints that do
+not restore, and every way out of the loop finishes or removes pending saves and says which
+checkpoint is the last complete one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import pathlib
@@ -22,8 +28,12 @@ import tqdm
 from absl import logging
 from flax import nnx
 
-from binjax import baselines, checkpointing, imageio, losses, metrics, models, optim, reporting, sharding
+from binjax import (baselines, checkpointing, config_checks, imageio, losses, metrics, models, optim, reporting,
+                    sharding)
 from binjax.data import pipeline, sources
+from binjax.errors import CheckpointError, ConfigError, TrainingDivergedError
+from binjax.interrupts import stop_between_steps
+from binjax.workdir_lock import WorkdirLock
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -78,13 +88,16 @@ def warm_start(state: dict, init_from: str | pathlib.Path, state_shardings) -> d
     must be the same architecture on the same input channels; anything else is an error that
     names the first mismatching weight.
     """
-    step_dir = checkpointing.find_checkpoint(init_from)
-    source_config = checkpointing.load_config(step_dir)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract_train_state(source_config)
-    )
-    source = checkpointing.restore_state(step_dir, target)
+
+    def load(step_dir):
+        source_config = checkpointing.load_config(step_dir)
+        target = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract_train_state(source_config)
+        )
+        return checkpointing.restore_state(step_dir, target), source_config
+
+    step_dir, (source, source_config) = checkpointing.restore_any(init_from, load)
     for key in ("params", "batch_stats"):
         ours, treedef = jax.tree_util.tree_flatten_with_path(state[key])
         theirs = dict(jax.tree_util.tree_flatten_with_path(source[key])[0])
@@ -266,26 +279,64 @@ def _check_finite(step: int, history: list[dict]) -> None:
     for offset, record in enumerate(history):
         bad = [k for k, v in record.items() if not np.isfinite(v)]
         if bad:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"non-finite {bad} at step {step - len(history) + offset + 1}: "
-                "lower the learning rate or check the data; the last checkpoint is untouched"
+                "lower the learning rate or check the data"
             )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
-    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final scores."""
+def same_state_shapes(a, b) -> bool:
+    """Whether two abstract train states have the same tree, shapes and dtypes (checkpoint fits)."""
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    return tree_a == tree_b and all(x.shape == y.shape and x.dtype == y.dtype for x, y in zip(leaves_a, leaves_b))
+
+
+def resume_check(config: ml_collections.ConfigDict, abstract_state, allow_change: bool, workdir: pathlib.Path):
+    """The check a checkpoint's saved config passes before train_and_evaluate restores it."""
+
+    def check(saved: dict) -> None:
+        saved = ml_collections.ConfigDict(saved)
+        try:
+            same = same_state_shapes(abstract_train_state(saved), abstract_state)
+        except Exception:  # noqa: BLE001 -- a saved config this code can no longer build: judge by keys
+            changed = config_checks.resume_changes(saved, config)
+            same = not any(k.startswith(config_checks.SHAPING_KEYS) for k, _, _ in changed)
+        changes = config_checks.check_resume(
+            saved, config, same_shapes=same, allow_change=allow_change, where=str(workdir))
+        if changes:
+            logging.warning("resuming with a changed config: %s", config_checks.describe_changes(changes))
+
+    return check
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, allow_config_change: bool = False
+) -> dict[str, Any]:
+    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final scores.
+
+    Every config value is checked before anything starts, and the workdir is locked for the
+    run (a second run there is refused, naming the first). Resuming compares the config with
+    the checkpoint's: a model whose shapes changed is refused; other changes are refused unless
+    allow_config_change (config_checks.RESUME_SAFE_KEYS, such as num_steps, may always change).
+    However training stops (an error, Ctrl-C, a full disk), pending checkpoint saves are
+    finished or removed, and the log says which checkpoint is the last complete one.
+    """
+    config_checks.check_config(config)  # before any work: one line naming a bad key
     workdir = pathlib.Path(workdir)
+    with WorkdirLock(workdir, jax.process_index()):
+        return _train_locked(config, workdir, allow_config_change)
+
+
+def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, allow_config_change: bool):
     is_chief = jax.process_index() == 0
-    if is_chief:
-        (workdir / "samples").mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
     # ---------------------------------------------------------------- Mesh
     mesh = sharding.make_mesh(config.mesh)
     dp = sharding.data_parallel_size(mesh)
     accum = config.grad_accum_steps
-    if accum < 1 or config.batch_size % (dp * accum) or config.batch_size % jax.process_count():
-        raise ValueError(
+    if config.batch_size % (dp * accum) or config.batch_size % jax.process_count():
+        raise ConfigError(
             f"config.batch_size={config.batch_size} must divide over {dp} data-parallel devices "
             f"times config.grad_accum_steps={accum} micro-batches, and over {jax.process_count()} processes"
         )
@@ -320,76 +371,115 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         keep=config.keep_checkpoints,
         best_metric=config.best_metric or None,
     )
-    if checkpointer.latest_step() is not None:
-        state, data_state, _ = checkpointer.restore(steps.restore_target())
-        train_iter.set_state(data_state)
-        logging.info("resumed from step %d in %s", int(state["step"]), workdir)
-    else:
-        state = steps.init()
-        if config.init_from:
-            state = warm_start(state, config.init_from, steps.state_shardings)
+    writer, progress, step = None, None, None
+    guards = contextlib.ExitStack()  # undone in `finally` below
+    stop_if_interrupted = guards.enter_context(stop_between_steps())
+    try:
+        if checkpointer.has_checkpoint():
+            check = resume_check(config, steps.abstract_state, allow_config_change, workdir)
+            state, data_state, _ = checkpointer.restore_newest(steps.restore_target(), check)
+            train_iter.set_state(data_state)
+            logging.info("resumed from step %d in %s", int(state["step"]), workdir)
+        else:
+            state = steps.init()
+            if config.init_from:
+                state = warm_start(state, config.init_from, steps.state_shardings)
+        if is_chief:  # only now: a refused resume must not overwrite the run's own config.json
+            (workdir / "samples").mkdir(parents=True, exist_ok=True)
+            (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
 
-    # ---------------------------------------------------------------- Evals
-    writer = reporting.MetricWriter(workdir) if is_chief else None
-    baseline = otsu_scores(val)
-    final_scores: dict[str, float] = {}
+        # ------------------------------------------------------------ Evals
+        writer = reporting.MetricWriter(workdir) if is_chief else None
+        baseline = otsu_scores(val)
+        final_scores: dict[str, float] = {}
 
-    def run_validation(step: int) -> dict[str, float]:
-        scores, probs = validate(steps.eval_step, state, val_local, mesh, host_batch_size)
-        scores.update(baseline)
-        if is_chief:
-            writer.write(step, scores)
-            k = config.num_sample_images
-            grid = reporting.sample_grid(val["image"][:k], probs[:k], val["mask"][:k])
-            reporting.save_png(workdir / "samples" / f"step_{step:07d}.png", grid)
-            logging.info(
-                "step %d validation: F1 %.4f (Otsu %.4f), IoU %.4f, loss %.4f",
-                step, scores["val/f1"], scores["val/otsu_f1"], scores["val/iou"], scores["val/loss"],
-            )
-        return scores
-
-    # ---------------------------------------------------------------- Train loop
-    start_step = int(state["step"])
-    progress = tqdm.tqdm(
-        total=config.num_steps, initial=start_step, desc="train", unit="step", disable=not is_chief, smoothing=0.1
-    )
-    pending: list[dict] = []  # device-side health of steps not yet logged (no per-step host sync)
-    timer_start, timer_steps = None, 0
-    for step in range(start_step + 1, config.num_steps + 1):
-        batch = sharding.global_batch(next(train_iter), mesh)
-        state, health = steps.train_step(state, batch)
-        pending.append(health)
-        timer_steps += 1
-        last = step == config.num_steps
-        is_eval = step % config.eval_every == 0 or last
-        is_save = step % config.checkpoint_every == 0 or last
-        if step % config.log_every == 0 or is_eval or is_save:
-            history = jax.device_get(pending)
-            pending = []
-            _check_finite(step, history)  # before anything is saved
-            means = {k: float(np.mean([r[k] for r in history])) for k in history[0]}
-            if timer_start is not None:  # the first interval includes compilation: not timed
-                means["train/images_per_s"] = timer_steps * config.batch_size / (time.perf_counter() - timer_start)
-            timer_start, timer_steps = time.perf_counter(), 0
+        def run_validation(step: int) -> dict[str, float]:
+            scores, probs = validate(steps.eval_step, state, val_local, mesh, host_batch_size)
+            scores.update(baseline)
             if is_chief:
-                writer.write(step, means)
-                progress.set_postfix(
-                    loss=f"{means['train/loss']:.4f}", img_s=f"{means.get('train/images_per_s', float('nan')):.1f}"
+                writer.write(step, scores)
+                k = config.num_sample_images
+                grid = reporting.sample_grid(val["image"][:k], probs[:k], val["mask"][:k])
+                reporting.save_png(workdir / "samples" / f"step_{step:07d}.png", grid)
+                logging.info(
+                    "step %d validation: F1 %.4f (Otsu %.4f), IoU %.4f, loss %.4f",
+                    step, scores["val/f1"], scores["val/otsu_f1"], scores["val/iou"], scores["val/loss"],
                 )
-        progress.update(1)
-        if is_eval:
-            final_scores = run_validation(step)
-        if is_save:
-            checkpointer.maybe_save(step, state, train_iter.get_state(), config, force=last)
-        if is_eval and config.best_metric:
-            checkpointer.save_if_best(step, state, train_iter.get_state(), config, final_scores)
-        if is_eval or is_save:  # keep validation and checkpoint time out of images/s
-            timer_start = time.perf_counter()
-    progress.close()
-    checkpointer.wait_until_finished()
-    checkpointer.close()
-    if not final_scores:  # resumed after the last step: score what was restored
-        final_scores = run_validation(int(state["step"]))
-    if is_chief:
-        writer.close()
+            return scores
+
+        # ------------------------------------------------------------ Train loop
+        start_step = step = int(state["step"])
+        progress = tqdm.tqdm(
+            total=config.num_steps, initial=start_step, desc="train", unit="step", disable=not is_chief, smoothing=0.1
+        )
+        pending: list[dict] = []  # device-side health of steps not yet logged (no per-step host sync)
+        timer_start, timer_steps = None, 0
+        for step in range(start_step + 1, config.num_steps + 1):
+            stop_if_interrupted()
+            batch = sharding.global_batch(next(train_iter), mesh)
+            state, health = steps.train_step(state, batch)
+            pending.append(health)
+            timer_steps += 1
+            last = step == config.num_steps
+            is_eval = step % config.eval_every == 0 or last
+            is_save = step % config.checkpoint_every == 0 or last
+            if step % config.log_every == 0 or is_eval or is_save:
+                history = jax.device_get(pending)
+                pending = []
+                _check_finite(step, history)  # before anything is saved
+                means = {k: float(np.mean([r[k] for r in history])) for k in history[0]}
+                if timer_start is not None:  # the first interval includes compilation: not timed
+                    means["train/images_per_s"] = timer_steps * config.batch_size / (time.perf_counter() - timer_start)
+                timer_start, timer_steps = time.perf_counter(), 0
+                if is_chief:
+                    writer.write(step, means)
+                    progress.set_postfix(
+                        loss=f"{means['train/loss']:.4f}", img_s=f"{means.get('train/images_per_s', float('nan')):.1f}"
+                    )
+            progress.update(1)
+            if is_eval:
+                final_scores = run_validation(step)
+            if is_save:
+                checkpointer.maybe_save(step, state, train_iter.get_state(), config, force=last)
+            if is_eval and config.best_metric:
+                checkpointer.save_if_best(step, state, train_iter.get_state(), config, final_scores)
+            if is_eval or is_save:  # keep validation and checkpoint time out of images/s
+                timer_start = time.perf_counter()
+        stop_if_interrupted()
+        logging.info("training done: %s", checkpointer.finish(raise_errors=True))
+        if not final_scores:  # resumed after the last step: score what was restored
+            final_scores = run_validation(int(state["step"]))
+    except BaseException as error:
+        # Whatever stopped training (a NaN, Ctrl-C, a full disk, a bug), pending saves finish
+        # or are removed first, and the user learns what a rerun will resume from.
+        status = checkpointer.finish()
+        if step is None:  # before the first step: nothing to report about the run's progress
+            raise
+        status = f"stopped at step {step}; {status}"
+        if isinstance(error, (TrainingDivergedError, CheckpointError)):  # printed as the one error line
+            raise type(error)(f"{error}; {status}") from None
+        logging.warning("training %s", status)
+        raise
+    finally:
+        guards.close()
+        if progress is not None:
+            progress.close()
+        if writer is not None:
+            _close_quietly(writer)
+        _close_quietly(train_iter)
     return dict(final_scores, num_params=num_params, step=int(state["step"]))
+
+
+def _close_quietly(resource) -> None:
+    """Closes a writer or iterator on the way out; a second error (a full disk) is only logged.
+
+    Left open, their background threads (TensorBoard's writer, grain's prefetch) outlive the
+    main thread and fail at interpreter shutdown with tracebacks about sys.meta_path.
+    """
+    close = getattr(resource, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception as e:  # noqa: BLE001
+        logging.warning("closing %s: %s", type(resource).__name__, e)

@@ -33,7 +33,7 @@ def _expected_errors(main):
         except KeyboardInterrupt:
             _fail("interrupted (Ctrl-C)", 130)
         except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # EFBIG: a file size limit
                 raise
             _fail(f"no space left on the device writing {e.filename or 'a file'}: {e.strerror}", 1)
 

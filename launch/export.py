@@ -27,8 +27,8 @@ def main(argv):
     common.initialize_runtime()
     from binjax import checkpointing, export, pretrained
 
-    step_dir = checkpointing.find_checkpoint(_CHECKPOINT.value)
-    state, config = pretrained.load_train_state(step_dir)
+    # best/ newest first, then checkpoints/: a checkpoint that does not restore is skipped, named
+    step_dir, (state, config) = checkpointing.restore_any(_CHECKPOINT.value, pretrained.load_train_state)
     card = json.loads(pathlib.Path(_CARD.value).read_text()) if _CARD.value else {}
     card.setdefault("trained_step", int(state["step"]))
     card.setdefault("source_checkpoint", str(step_dir))

@@ -16,6 +16,14 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<name>.py[:variant]); override fields with --config.x=y.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume a workdir even though the config differs from the one its checkpoint was trained with "
+    "(learning rate, batch size, seed, patch size, loss, data, ...); the changes are listed in the log. "
+    "Changing num_steps (to extend a run), the *_every cadences, keep_checkpoints, num_sample_images, "
+    "init_from, data.read_threads/prefetch or the mesh needs no flag. A model whose parameter shapes "
+    "change (name, widths, depth, input channels, optimizer) is refused whatever this says: train it "
+    "in a new --workdir.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -27,7 +35,7 @@ def main(argv):
     from binjax import train  # after jax.distributed is up
 
     logging.info("config:\n%s", _CONFIG.value)
-    scores = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    scores = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
     logging.info("final: %s", json.dumps(scores, indent=1))
     if jax.process_index() != 0:
         return  # process 0 reports for the run

@@ -61,3 +61,20 @@ def test_best_manager_keeps_the_highest_metric_and_latest_keeps_n(tmp_path):
 def test_find_checkpoint_names_the_folder_when_there_is_none(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         checkpointing.find_checkpoint(tmp_path)
+
+
+def test_a_save_the_disk_cannot_hold_is_refused_before_it_starts(tmp_path, monkeypatch):
+    config = ml_collections.ConfigDict({"seed": 1})
+    mesh = sharding.make_mesh(sharding.default_mesh_config())
+    ckpt = checkpointing.Checkpointer(tmp_path, every_steps=1, best_metric="val/f1")
+    assert ckpt.maybe_save(1, _state(mesh), {}, config)
+    ckpt.wait_until_finished()
+    real = checkpointing.shutil.disk_usage
+    monkeypatch.setattr(checkpointing.shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    with pytest.raises(checkpointing.CheckpointError, match=r"not enough space to save a checkpoint in .*checkpoints: "
+                                                            r"0.0 MiB free, about 1.0 MiB needed"):
+        ckpt.maybe_save(2, _state(mesh), {}, config)
+    with pytest.raises(checkpointing.CheckpointError, match=r"not enough space .*best"):
+        ckpt.save_if_best(2, _state(mesh), {}, config, {"val/f1": 0.5})
+    assert ckpt.finish() == f"last complete checkpoint: step 1 ({tmp_path.absolute() / 'checkpoints' / '1'})"
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["1"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from binjax.data import page_checks
 from binjax.data.folder import FolderPairs
 from binjax.data.synthetic import SyntheticDocuments
 from binjax.errors import ConfigError
@@ -23,7 +24,7 @@ def _folder_source(cfg: ml_collections.ConfigDict, which: str) -> FolderPairs:
     if not dirs:
         raise ValueError(f"config.data.folder.{which} is empty: give a folder of image/mask pairs")
     masks = _folder_list(cfg.folder[f"{which}_masks"])  # one mask folder per image folder, or none
-    return FolderPairs(
+    source = FolderPairs(
         dirs if len(dirs) > 1 else dirs[0],
         (masks if len(masks) > 1 else masks[0]) if masks else None,
         image_suffix=cfg.folder.image_suffix,
@@ -31,6 +32,8 @@ def _folder_source(cfg: ml_collections.ConfigDict, which: str) -> FolderPairs:
         mask_foreground=cfg.folder.mask_foreground,
         channels=cfg.channels,
     )
+    page_checks.check_pages(source, f"config.data.folder.{which}")  # decode all now, not in a reader
+    return source
 
 
 def _tfds_sources(cfg: ml_collections.ConfigDict):
