@@ -24,7 +24,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from binjax import documents, imageio
+from binjax import documents, imageio, temp_files
 from binjax.binarizers import Binarizer
 
 PathLike = str | os.PathLike
@@ -56,7 +56,7 @@ def expand_inputs(args: Sequence[str], *, skip_stem_suffix: str = "") -> Inputs:
     earlier_outputs: list[pathlib.Path] = []
 
     def add(path: pathlib.Path) -> None:
-        if imageio.is_temp_file(path):
+        if temp_files.is_temp_file(path):
             return
         if skip_stem_suffix and path.stem.endswith(skip_stem_suffix):
             earlier_outputs.append(path)
@@ -190,7 +190,7 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
     skipped: list[str] = []
     written = 0
     for out_folder in sorted({dst.parent for job in jobs for dst in job.outputs}):
-        removed = imageio.remove_stale_temp_files(out_folder)
+        removed = temp_files.remove_stale_temp_files(out_folder)
         if removed:
             print(f"removed {len(removed)} temporary file(s) left in {out_folder} by a run that was killed",
                   file=sys.stderr)

@@ -125,6 +125,10 @@ def _check_data(data) -> None:
             if not str(data.folder[key]).strip():
                 raise ConfigError(f"config.data.folder.{key} is empty: give a folder of image/mask pairs")
         _choice(c, "data.folder.mask_foreground", ("white", "black"))
+    elif data.source == "collections":
+        from binjax.data import collections  # noqa: PLC0415 -- imports tensorflow_datasets: only when used
+
+        collections.split_collections(data.collections)
 
 
 def _check_optimizer(opt, num_steps: int) -> None:

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 
-from binjax import imageio
+from binjax import imageio, temp_files
 
 PathLike = str | os.PathLike
 _MULTIPAGE_SUFFIXES = (".tif", ".tiff")
@@ -79,7 +79,7 @@ def save_tiff_pages(path: PathLike, masks: Iterable[np.ndarray], *, foreground: 
     exception from the generator leaves nothing behind (not even the temporary file).
     """
     path = pathlib.Path(path)
-    tmp = imageio.temp_path(path)
+    tmp = temp_files.temp_path(path)
     pages = 0
     try:
         with TiffImagePlugin.AppendingTiffWriter(tmp, new=True) as tiff:

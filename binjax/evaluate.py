@@ -37,7 +37,7 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageDraw, ImageFont
 
-from binjax import imageio, metrics
+from binjax import imageio, metrics, temp_files
 from binjax.binarizers import Binarizer, safe_name
 from binjax.errors import DataError
 from binjax.pseudo_weights import PseudoWeights
@@ -307,7 +307,7 @@ def evaluate_pages(
             raise ValueError(f"binarizer name {name!r} is not usable as a folder name; try {safe_name(name)!r}")
         dirs[name] = out_dir / name
         (dirs[name] / "binary").mkdir(parents=True, exist_ok=True)
-        imageio.remove_stale_temp_files(dirs[name] / "binary")  # left by a killed run
+        temp_files.remove_stale_temp_files(dirs[name] / "binary")  # left by a killed run
         if previews:
             (dirs[name] / "compare").mkdir(parents=True, exist_ok=True)
 

@@ -28,22 +28,13 @@ import socket
 
 from absl import logging
 
+from binjax import temp_files
 from binjax.errors import WorkdirLockedError
 
 
 def lock_path(workdir: str | pathlib.Path, process_index: int = 0) -> pathlib.Path:
     name = ".lock" if process_index == 0 else f".lock.{process_index}"
     return pathlib.Path(workdir) / name
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 def _describe(holder: dict) -> str:
@@ -83,7 +74,7 @@ class WorkdirLock:
         holder = self._read_holder()
         if holder:
             same_host = holder.get("host") == socket.gethostname()
-            if not flock_works and (not same_host or _pid_alive(int(holder.get("pid", 0)))):
+            if not flock_works and (not same_host or temp_files.process_alive(int(holder.get("pid", 0)))):
                 os.close(fd)
                 raise WorkdirLockedError(
                     f"workdir {self.path.parent} is in use by another training run ({_describe(holder)}; lock file "

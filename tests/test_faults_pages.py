@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from binjax import baselines, binarize, binarizers, documents, imageio
+from binjax import baselines, binarize, binarizers, documents, imageio, temp_files
 from binjax.data import synthetic
 from binjax.errors import ConfigError
 
@@ -185,9 +185,9 @@ def test_temp_files_of_dead_processes_are_removed_and_never_inputs(tmp_path):
     live = tmp_path / f".other.png.binjax-tmp-{os.getpid()}"
     stale.write_bytes(b"partial")
     live.write_bytes(b"being written")
-    assert imageio.is_temp_file(stale) and not imageio.is_temp_file(tmp_path / "page.png")
+    assert temp_files.is_temp_file(stale) and not temp_files.is_temp_file(tmp_path / "page.png")
     assert binarize.expand_inputs([str(stale), str(tmp_path / "*")]).files == []
-    assert imageio.remove_stale_temp_files(tmp_path) == [stale]
+    assert temp_files.remove_stale_temp_files(tmp_path) == [stale]
     assert live.exists() and not stale.exists()
 
 

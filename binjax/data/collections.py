@@ -86,6 +86,25 @@ def parse_collections(value: str | Sequence[str], key: str = "collections") -> l
     return names
 
 
+def split_collections(c) -> tuple[list[str], list[str], list[str]]:
+    """(train, val, test) of a config.data.collections, checked: known names, train less
+    `exclude`, train and val not empty, no collection in two of them (a collection is never split)."""
+    key = "config.data.collections"
+    excluded = parse_collections(c.exclude, f"{key}.exclude")
+    train = [n for n in parse_collections(c.train, f"{key}.train") if n not in excluded]
+    val = parse_collections(c.val, f"{key}.val")
+    test = parse_collections(c.test, f"{key}.test")
+    if not train or not val:
+        raise ConfigError(f"{key}: give both train and val collections, e.g. {key}.train=dibco2009,bickley "
+                          f"{key}.val=dibco2014")
+    for (a, a_name), (b, b_name) in (((train, "train"), (val, "val")), ((train, "train"), (test, "test")),
+                                     ((val, "val"), (test, "test"))):
+        if set(a) & set(b):
+            raise ConfigError(f"{key}: {sorted(set(a) & set(b))} in both {a_name} and {b_name}; "
+                              "a collection is never split")
+    return train, val, test
+
+
 # ----------------------------------------------------------------------------- finding pages
 
 

@@ -7,7 +7,6 @@ import ml_collections
 from binjax.data import page_checks
 from binjax.data.folder import FolderPairs
 from binjax.data.synthetic import SyntheticDocuments
-from binjax.errors import ConfigError
 
 SOURCES = ("synthetic", "folder", "tfds", "collections")
 
@@ -69,17 +68,7 @@ def _collection_sources(cfg: ml_collections.ConfigDict):
     from binjax.data import collections  # noqa: PLC0415 -- imports tensorflow_datasets: only when used
 
     c = cfg.collections
-    excluded = collections.parse_collections(c.exclude, "config.data.collections.exclude")
-    train = [n for n in collections.parse_collections(c.train, "config.data.collections.train") if n not in excluded]
-    val = collections.parse_collections(c.val, "config.data.collections.val")
-    test = collections.parse_collections(c.test, "config.data.collections.test")
-    if not train or not val:
-        raise ConfigError("config.data.collections: give both train and val collections, e.g. "
-                          "--config.data.collections.train=dibco2009,bickley --config.data.collections.val=dibco2014")
-    for a, b in ((train, "train"), (val, "val")), ((train, "train"), (test, "test")), ((val, "val"), (test, "test")):
-        if set(a[0]) & set(b[0]):
-            raise ConfigError(f"config.data.collections: {sorted(set(a[0]) & set(b[0]))} in both {a[1]} and {b[1]}; "
-                              "a collection is never split")
+    train, val, _ = collections.split_collections(c)
 
     def make(names, key):
         return collections.collection_pages(names, root=c.root, data_dir=c.data_dir, channels=cfg.channels,

@@ -1,0 +1,59 @@
+"""Temporary files of writers that may be killed: named so that a later run can clean them up.
+
+Files are written under a hidden name and renamed into place. A process killed with SIGKILL
+cannot remove its temporary file, so the name carries the writer's pid: a later run removes
+those whose process is gone (remove_stale_temp_files), and nothing reads them as inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+
+PathLike = str | os.PathLike
+
+_TEMP_MARK = ".binjax-tmp-"
+_TEMP_NAME = re.compile(r"^\..+\.binjax-tmp-(\d+)$")
+
+
+def temp_path(path: PathLike) -> pathlib.Path:
+    """``<folder>/.<name>.binjax-tmp-<pid>``: where path is written before its rename."""
+    path = pathlib.Path(path)
+    return path.with_name(f".{path.name}{_TEMP_MARK}{os.getpid()}")
+
+
+def is_temp_file(path: PathLike) -> bool:
+    return _TEMP_NAME.match(pathlib.Path(path).name) is not None
+
+
+def remove_stale_temp_files(folder: PathLike) -> list[pathlib.Path]:
+    """Removes the temporary files in folder left by binjax processes that no longer run."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False) or process_alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(pathlib.Path(entry.path))
+        except OSError:
+            pass  # gone already, or not ours to remove: leave it
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (this process included)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
