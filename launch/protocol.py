@@ -9,6 +9,7 @@ baselines are skipped. For a run overnight, in the background, with a core left 
   python -m launch.protocol --config=configs/cross_collection.py:smoke --workdir=/tmp/protocol_smoke
   python -m launch.protocol --config=configs/cross_collection.py --workdir=$HOME/binjax/protocol --report
   python -m launch.protocol --config=configs/cross_collection.py --workdir=/tmp/p --only='arg=bickley'
+  python -m launch.protocol --config=configs/cross_collection.py --workdir=/tmp/p --notrain  # baselines
 
 Writes <workdir>/report.md (FM per collection, mean and worst collection; every measure's mean),
 report.json and pages.csv (every page of every binarizer); each run's scores in
@@ -28,6 +29,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Protocol root: each run trains 
 _PARALLEL = flags.DEFINE_integer("parallel", 0, "0: train the runs one after another in this process; N: N "
                                  "`launch.train` subprocesses at a time (logs in <run>/train.log).")
 _REPORT = flags.DEFINE_bool("report", False, "Only write the report from the runs scored so far, and exit.")
+_TRAIN = flags.DEFINE_bool("train", True, "Train the runs not done yet; --notrain scores the baselines and the "
+                           "runs trained so far, then reports.")
 _ONLY = flags.DEFINE_string("only", None, "Only runs whose name matches this regular expression, e.g. 'arg=bickley'.")
 _METHOD = flags.DEFINE_list("method", list(protocol.BASELINES), "Classic methods scored beside the models.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while scoring.")
@@ -42,7 +45,9 @@ def main(argv):
     if not _REPORT.value:
         common.initialize_runtime()
         plan = sweep_runs.pending_runs(experiment, experiment.runs, title=f"Protocol {_CONFIG.value}")
-        if _PARALLEL.value > 0:
+        if not _TRAIN.value:
+            failed = []
+        elif _PARALLEL.value > 0:
             failed = sweep_runs.train_in_subprocesses(plan, experiment, _PARALLEL.value)
         else:
             failed = sweep_runs.train_in_process(plan, experiment)
