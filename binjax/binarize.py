@@ -114,13 +114,15 @@ def _stat(path: pathlib.Path) -> os.stat_result | None:
 
 def binarize_files(binarizer: Binarizer, jobs: Sequence[tuple[pathlib.Path, pathlib.Path]], *,
                    foreground: Literal["white", "black"] = "black", bits: int = 1,
-                   progress: bool = True) -> list[str]:
+                   progress: bool = True, page_fn=None) -> list[str]:
     """Binarizes each (input, output) pair; returns one message per file that was skipped.
 
     Inputs are read at the binarizer's channels (grey, RGB, RGBA, 16-bit, palette: see
     imageio.load_image); outputs have the input's size, ink ``foreground`` ('black' = ink 0),
     1- or 8-bit. A file that cannot be read or binarized is skipped with a message naming it
-    (printed to stderr at once) and the loop goes on.
+    (printed to stderr at once) and the loop goes on. page_fn(src, dst, image) -> ink, when
+    given, binarizes instead of the binarizer (e.g. quality.PageReport: probability maps and
+    quality estimates from the same pass).
     """
     import tqdm  # noqa: PLC0415
 
@@ -129,7 +131,7 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[tuple[pathlib.Path, path
     for src, dst in bar:
         try:
             image = imageio.load_image(src, binarizer.channels)
-            ink = np.asarray(binarizer(image), dtype=bool)
+            ink = np.asarray(binarizer(image) if page_fn is None else page_fn(src, dst, image), dtype=bool)
             dst.parent.mkdir(parents=True, exist_ok=True)
             imageio.save_mask(dst, ink, foreground=foreground, bits=bits)
         except (ValueError, OSError) as e:  # ImageError is a ValueError and names the file

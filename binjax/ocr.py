@@ -1,0 +1,276 @@
+"""OCR-aware evaluation: does a binarization help Tesseract read the page?
+
+Tesseract (Debian's ``tesseract-ocr``, through ``pytesseract``: install with ``pip install
+'binjax[ocr]'``) reads the input page, every binarizer's output and the ground-truth mask; each
+reading is scored against a reference text with the character and word error rates
+
+    CER = edit distance in characters / reference length, WER = the same in words,
+
+both in percent (they can exceed 100 when Tesseract invents text). The reference is:
+
+* the page's true text when a transcript lies beside the image (``<name>_text.json``, written
+  by data/make_samples.py from the synthetic generator: its printed lines and their boxes).
+  Lines cut by the page edge are blanked (paper white) in every image read, since no reference
+  holds their visible part;
+* otherwise (real pages without transcripts, such as DIBCO) Tesseract's own reading of the
+  ground-truth mask: a **proxy**, labelled so in the report. It asks "does the output read like
+  the perfect binarization reads", not "is the text right", and the ground truth scores 0 by
+  construction.
+
+Why pytesseract and not tesserocr: tesserocr's wheel bundles its own libtesseract (5.5.4 in
+2.13) beside the system's (Debian's 5.3.0, which CI installs), so two engines would be in play
+and the version recorded could be the wrong one; pytesseract drives the one ``tesseract`` binary
+on PATH. Its cost, a process per reading, is small beside the reading itself (measured in the
+commit that added this module).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+PathLike = str | os.PathLike
+
+INPUT, GROUND_TRUTH = "input", "ground_truth"  # the two readings that are not a binarizer's
+TRANSCRIPT_SUFFIX = "_text.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class OcrSettings:
+    """Tesseract's settings: language(s), page segmentation mode (3 = automatic page layout),
+    engine mode (1 = the LSTM recogniser only)."""
+
+    lang: str = "eng"
+    psm: int = 3
+    oem: int = 1
+
+    def config(self) -> str:
+        return f"--psm {self.psm} --oem {self.oem}"
+
+
+def missing_reason() -> str | None:
+    """Why Tesseract cannot run here (None when it can)."""
+    if shutil.which("tesseract") is None:
+        return ("the tesseract binary is not on PATH (Debian/Ubuntu: apt-get install tesseract-ocr "
+                "tesseract-ocr-eng)")
+    try:
+        import pytesseract  # noqa: F401, PLC0415
+    except ImportError:
+        return "pytesseract is not installed (pip install 'binjax[ocr]')"
+    return None
+
+
+def tesseract_version() -> str:
+    import pytesseract  # noqa: PLC0415
+
+    return str(pytesseract.get_tesseract_version())
+
+
+def read_text(image: np.ndarray, settings: OcrSettings = OcrSettings()) -> str:
+    """Tesseract's reading of an uint8 HxW or HxWxC page (or a bool ink mask: ink black)."""
+    import pytesseract  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    return pytesseract.image_to_string(Image.fromarray(as_page_image(image)), lang=settings.lang,
+                                       config=settings.config())
+
+
+def as_page_image(image: np.ndarray) -> np.ndarray:
+    """uint8 HxW or HxWx3 as Tesseract should see it: masks become ink black on white paper."""
+    image = np.asarray(image)
+    if image.dtype == bool:
+        return np.where(image, 0, 255).astype(np.uint8)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        return image[..., 0]
+    return image
+
+
+# ------------------------------------------------------------------------------- error rates
+
+
+def normalize(text: str) -> str:
+    """Whitespace runs (line breaks included) become one space: layout is not what is scored."""
+    return " ".join(text.split())
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions cost 1) of two sequences of
+    characters or of hashable tokens.
+
+    One row of the dynamic programme at a time in numpy: substitutions and deletions are
+    elementwise, and insertions, which chain along the row, are a running minimum of
+    (row - j) + j. O(len(a) * len(b)) work, O(min) memory.
+    """
+    if len(a) < len(b):
+        a, b = b, a
+    if len(b) == 0:
+        return len(a)
+    ids: dict[Any, int] = {}
+    a_ids = np.array([ids.setdefault(x, len(ids)) for x in a], np.int64)
+    b_ids = np.array([ids.setdefault(x, len(ids)) for x in b], np.int64)
+    j = np.arange(len(b) + 1, dtype=np.int64)
+    row = j.copy()
+    for i, ai in enumerate(a_ids, start=1):
+        best = np.empty_like(row)
+        best[0] = i
+        np.minimum(row[:-1] + (b_ids != ai), row[1:] + 1, out=best[1:])
+        row = np.minimum.accumulate(best - j) + j
+    return int(row[-1])
+
+
+def error_counts(hypothesis: str, reference: str) -> dict[str, int]:
+    """Character and word edit counts of a reading against a reference, and their lengths."""
+    hyp, ref = normalize(hypothesis), normalize(reference)
+    return {"char_edits": edit_distance(hyp, ref), "ref_chars": len(ref),
+            "word_edits": edit_distance(hyp.split(), ref.split()), "ref_words": len(ref.split())}
+
+
+def rates(counts: Mapping[str, int]) -> dict[str, float]:
+    """CER and WER in percent (nan when the reference is empty)."""
+    def ratio(edits: int, length: int) -> float:
+        return 100.0 * edits / length if length else math.nan
+    return {"cer": ratio(counts["char_edits"], counts["ref_chars"]),
+            "wer": ratio(counts["word_edits"], counts["ref_words"])}
+
+
+# ------------------------------------------------------------------------------- references
+
+
+def transcript_path(image_path: PathLike, name: str) -> pathlib.Path:
+    return pathlib.Path(image_path).parent / f"{name}{TRANSCRIPT_SUFFIX}"
+
+
+def read_transcript(path: PathLike) -> tuple[str, list[tuple[int, int, int, int]]]:
+    """(reference text, boxes to blank) of a transcript: the lines wholly on the page, one per
+    line in reading order, and the integer boxes of the lines the page edge cuts."""
+    from binjax.errors import DataError  # noqa: PLC0415
+
+    try:
+        record = json.loads(pathlib.Path(path).read_text())
+        lines = record["lines"]
+        text = "\n".join(line["text"] for line in lines if line["inside"])
+        cut = [tuple(int(math.floor(v)) if k < 2 else int(math.ceil(v)) for k, v in enumerate(line["box"]))
+               for line in lines if not line["inside"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a transcript (JSON with 'lines' of text, box, inside): {e}") from None
+    return text, cut
+
+
+def blank_boxes(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
+    """A copy of the page (or mask) with the boxes set to paper (255, or False for masks)."""
+    if not boxes:
+        return image
+    image = np.array(image, copy=True)
+    paper = False if image.dtype == bool else 255
+    h, w = image.shape[:2]
+    for x0, y0, x1, y1 in boxes:
+        image[max(0, y0):max(0, min(h, y1)), max(0, x0):max(0, min(w, x1))] = paper
+    return image
+
+
+# ------------------------------------------------------------------------------- scoring a set
+
+
+class OcrScorer:
+    """Scores Tesseract's readings page by page for binjax.evaluate.evaluate_pages.
+
+    ``start_page`` reads the input and the ground truth and fixes the page's reference;
+    ``score_output`` reads one binarizer's output and returns its CSV columns (ocr_cer, ocr_wer);
+    ``summary`` gives the set figures. Readings are kept under ``text_dir`` (one .txt per page
+    and source) when given, to see what Tesseract saw.
+    """
+
+    def __init__(self, settings: OcrSettings = OcrSettings(), *, text_dir: PathLike | None = None):
+        reason = missing_reason()
+        if reason is not None:
+            from binjax.errors import ConfigError  # noqa: PLC0415
+
+            raise ConfigError(f"OCR evaluation needs Tesseract: {reason}")
+        # Tesseract's OpenMP threads fight the model and each other on a shared CPU; one
+        # thread per reading is what Tesseract's authors advise when several run at once.
+        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+        self.settings, self.version = settings, tesseract_version()
+        self.text_dir = pathlib.Path(text_dir) if text_dir is not None else None
+        self.pages: dict[str, dict[str, Any]] = {}  # page -> reference kind, text and counts per source
+        self._page: dict[str, Any] | None = None
+
+    def _read(self, page: str, source: str, image: np.ndarray) -> str:
+        text = read_text(blank_boxes(image, self._page["blank"]), self.settings)
+        if self.text_dir is not None:
+            folder = self.text_dir / _file_name(page)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{_file_name(source)}.txt").write_text(text)
+        return text
+
+    def start_page(self, page: str, image: np.ndarray, gt_ink: np.ndarray, image_path: PathLike | None = None) -> None:
+        path = transcript_path(image_path, page) if image_path is not None else None
+        if path is not None and path.is_file():
+            reference, blank = read_transcript(path)
+            self._page = {"reference": "transcript", "blank": blank, "counts": {}}
+        else:
+            self._page = {"reference": "proxy", "blank": [], "counts": {}}
+            reference = None
+        self.pages[page] = self._page
+        gt_text = self._read(page, GROUND_TRUTH, np.asarray(gt_ink, bool))
+        if reference is None:
+            reference = gt_text
+        self._page["reference_text"] = reference
+        self._page["counts"][GROUND_TRUTH] = error_counts(gt_text, reference)
+        self._page["counts"][INPUT] = error_counts(self._read(page, INPUT, image), reference)
+
+    def score_output(self, source: str, page: str, pred_ink: np.ndarray) -> dict[str, float]:
+        if self._page is not self.pages.get(page):
+            raise ValueError(f"score_output({source!r}, {page!r}) before start_page({page!r})")
+        counts = error_counts(self._read(page, source, np.asarray(pred_ink, bool)), self._page["reference_text"])
+        self._page["counts"][source] = counts
+        return {f"ocr_{k}": v for k, v in rates(counts).items()}
+
+    def summary(self) -> dict[str, Any]:
+        """Settings, reference kinds and per-source set figures: CER/WER from edits summed over
+        the pages (pages with an empty reference add nothing), and the mean of per-page CER."""
+        kinds = sorted({p["reference"] for p in self.pages.values()})
+        sources: dict[str, dict[str, float]] = {}
+        for source in dict.fromkeys(s for p in self.pages.values() for s in p["counts"]):
+            counts = [p["counts"][source] for p in self.pages.values() if source in p["counts"]]
+            total = {k: sum(c[k] for c in counts) for k in ("char_edits", "ref_chars", "word_edits", "ref_words")}
+            per_page = [rates(c)["cer"] for c in counts if c["ref_chars"]]
+            sources[source] = {**rates(total), "mean_page_cer": float(np.mean(per_page)) if per_page else math.nan,
+                               "pages": len(counts), **total}
+        return {"tesseract": self.version, "lang": self.settings.lang, "psm": self.settings.psm,
+                "oem": self.settings.oem, "reference": kinds[0] if len(kinds) == 1 else "mixed",
+                "reference_pages": {k: sum(p["reference"] == k for p in self.pages.values()) for k in kinds},
+                "sources": sources,
+                "per_page": {page: {s: rates(c) for s, c in p["counts"].items()} for page, p in self.pages.items()}}
+
+
+def _file_name(name: str) -> str:
+    from binjax.binarizers import safe_name  # noqa: PLC0415
+
+    return safe_name(name)
+
+
+def summary_markdown(ocr: Mapping[str, Any]) -> list[str]:
+    """The OCR section of summary.md."""
+    proxy = ocr["reference"] != "transcript"
+    lines = ["## OCR (Tesseract)", "",
+             f"Tesseract {ocr['tesseract']}, lang={ocr['lang']}, psm={ocr['psm']}, oem={ocr['oem']}. "
+             f"Reference: {ocr['reference']} ({', '.join(f'{k}: {v} pages' for k, v in ocr['reference_pages'].items())})."]
+    if proxy:
+        lines.append("**Proxy**: where no transcript exists the reference is Tesseract's reading of the "
+                     "ground-truth mask, so ground_truth scores 0 by construction and the figures say how "
+                     "close a reading comes to the perfect binarization's, not whether the text is right.")
+    lines += ["", "| source | CER % | WER % | mean page CER % | reference chars |", "|---|---:|---:|---:|---:|"]
+    for source, s in ocr["sources"].items():
+        lines.append(f"| {source} | {s['cer']:.2f} | {s['wer']:.2f} | {s['mean_page_cer']:.2f} | {s['ref_chars']} |")
+    lines += ["", "CER, WER: edit distance / reference length, summed over the pages (a page whose "
+              "reference is empty adds nothing). Per-page ocr_cer / ocr_wer are in each per_image.csv; "
+              "Tesseract's readings in ocr_text/<page>/<source>.txt.", ""]
+    return lines
