@@ -49,7 +49,8 @@ _WEIGHTS_CACHE = flags.DEFINE_string(
 _OCR = flags.DEFINE_bool(
     "ocr", False, "Also score Tesseract's reading (CER, WER) of the input, each output and the ground truth, "
     "against <name>_text.json beside a page when there is one, else against the reading of the ground truth "
-    "(a proxy). Needs the tesseract binary and pytesseract (pip install 'binjax[ocr]').")
+    "(a proxy). Needs tesserocr (pip install 'binjax[ocr]') and Tesseract's language data (apt-get install "
+    "tesseract-ocr-eng).")
 _OCR_LANG = flags.DEFINE_string("ocr_lang", "eng", "--ocr: Tesseract language(s), e.g. eng or eng+lat.")
 _OCR_PSM = flags.DEFINE_integer("ocr_psm", 3, "--ocr: Tesseract page segmentation mode (3 = automatic).")
 _OCR_OEM = flags.DEFINE_integer("ocr_oem", 1, "--ocr: Tesseract engine mode (1 = LSTM only).")
