@@ -11,8 +11,9 @@ both in percent (they can exceed 100 when Tesseract invents text). The reference
 
 * the page's true text when a transcript lies beside the image (``<name>_text.json``, written
   by data/make_samples.py from the synthetic generator: its printed lines and their boxes).
-  Lines cut by the page edge are blanked (paper white) in every image read, since no reference
-  holds their visible part;
+  Only the boxes of the lines wholly on the page are read: everything else (handwriting, which
+  is pen trajectories without letters, scribbles, lines cut by the page edge) is set to paper
+  in every image read alike, since no reference holds its text;
 * otherwise (real pages without transcripts, such as DIBCO) Tesseract's own reading of the
   ground-truth mask: a **proxy**, labelled so in the report. It asks "does the output read like
   the perfect binarization reads", not "is the text right", and the ground truth scores 0 by
@@ -43,6 +44,7 @@ PathLike = str | os.PathLike
 
 INPUT, GROUND_TRUTH = "input", "ground_truth"  # the two readings that are not a binarizer's
 TRANSCRIPT_SUFFIX = "_text.json"
+BOX_MARGIN = 2  # pixels around a recorded line box: the resampled glyphs spill about one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,31 +177,33 @@ def transcript_path(image_path: PathLike, name: str) -> pathlib.Path:
 
 
 def read_transcript(path: PathLike) -> tuple[str, list[tuple[int, int, int, int]]]:
-    """(reference text, boxes to blank) of a transcript: the lines wholly on the page, one per
-    line in reading order, and the integer boxes of the lines the page edge cuts."""
+    """(reference text, boxes to read) of a transcript: the lines wholly on the page, one per
+    line in reading order, and their integer boxes grown by BOX_MARGIN pixels."""
     from binjax.errors import DataError  # noqa: PLC0415
 
     try:
         record = json.loads(pathlib.Path(path).read_text())
         lines = record["lines"]
         text = "\n".join(line["text"] for line in lines if line["inside"])
-        cut = [tuple(int(math.floor(v)) if k < 2 else int(math.ceil(v)) for k, v in enumerate(line["box"]))
-               for line in lines if not line["inside"]]
+        keep = [tuple(int(math.floor(v)) - BOX_MARGIN if k < 2 else int(math.ceil(v)) + BOX_MARGIN
+                      for k, v in enumerate(line["box"])) for line in lines if line["inside"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataError(f"{path}: not a transcript (JSON with 'lines' of text, box, inside): {e}") from None
-    return text, cut
+    return text, keep
 
 
-def blank_boxes(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
-    """A copy of the page (or mask) with the boxes set to paper (255, or False for masks)."""
-    if not boxes:
+def keep_boxes(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]] | None) -> np.ndarray:
+    """The page (or mask) with everything outside the boxes set to paper (255, or False for
+    masks); None keeps the whole page."""
+    if boxes is None:
         return image
-    image = np.array(image, copy=True)
-    paper = False if image.dtype == bool else 255
+    image = np.asarray(image)
+    out = np.full_like(image, False if image.dtype == bool else 255)
     h, w = image.shape[:2]
     for x0, y0, x1, y1 in boxes:
-        image[max(0, y0):max(0, min(h, y1)), max(0, x0):max(0, min(w, x1))] = paper
-    return image
+        region = (slice(max(0, y0), max(0, min(h, y1))), slice(max(0, x0), max(0, min(w, x1))))
+        out[region] = image[region]
+    return out
 
 
 # ------------------------------------------------------------------------------- scoring a set
@@ -226,7 +230,7 @@ class OcrScorer:
         self._page: dict[str, Any] | None = None
 
     def _read(self, page: str, source: str, image: np.ndarray) -> str:
-        text = read_text(blank_boxes(image, self._page["blank"]), self.settings)
+        text = read_text(keep_boxes(image, self._page["keep"]), self.settings)
         if self.text_dir is not None:
             folder = self.text_dir / _file_name(page)
             folder.mkdir(parents=True, exist_ok=True)
@@ -236,10 +240,10 @@ class OcrScorer:
     def start_page(self, page: str, image: np.ndarray, gt_ink: np.ndarray, image_path: PathLike | None = None) -> None:
         path = transcript_path(image_path, page) if image_path is not None else None
         if path is not None and path.is_file():
-            reference, blank = read_transcript(path)
-            self._page = {"reference": "transcript", "blank": blank, "counts": {}}
+            reference, keep = read_transcript(path)
+            self._page = {"reference": "transcript", "keep": keep, "counts": {}}
         else:
-            self._page = {"reference": "proxy", "blank": [], "counts": {}}
+            self._page = {"reference": "proxy", "keep": None, "counts": {}}
             reference = None
         self.pages[page] = self._page
         gt_text = self._read(page, GROUND_TRUTH, np.asarray(gt_ink, bool))
@@ -271,7 +275,8 @@ class OcrScorer:
                 "oem": self.settings.oem, "reference": kinds[0] if len(kinds) == 1 else "mixed",
                 "reference_pages": {k: sum(p["reference"] == k for p in self.pages.values()) for k in kinds},
                 "sources": sources,
-                "per_page": {page: {s: rates(c) for s, c in p["counts"].items()} for page, p in self.pages.items()}}
+                "per_page": {page: {s: {**rates(c), **c} for s, c in p["counts"].items()}
+                             for page, p in self.pages.items()}}
 
 
 def _file_name(name: str) -> str:

@@ -48,19 +48,20 @@ def test_error_rates_ignore_layout_and_count_words():
     assert np.isnan(ocr.rates(ocr.error_counts("junk", ""))["cer"])
 
 
-def test_transcript_keeps_whole_lines_and_blanks_cut_ones(tmp_path):
+def test_transcript_reads_only_whole_lines(tmp_path):
     path = tmp_path / "p_text.json"
     path.write_text(json.dumps({"height": 20, "width": 30, "lines": [
         {"text": "cut", "box": [2.5, -3.2, 12.0, 4.1], "column": 0, "inside": False},
-        {"text": "first line", "box": [1.0, 5.0, 20.0, 9.0], "column": 0, "inside": True},
-        {"text": "second", "box": [1.0, 10.0, 20.0, 14.0], "column": 0, "inside": True}]}))
-    text, blank = ocr.read_transcript(path)
-    assert text == "first line\nsecond" and blank == [(2, -4, 12, 5)]
+        {"text": "first line", "box": [4.5, 6.2, 20.0, 9.0], "column": 0, "inside": True},
+        {"text": "second", "box": [4.0, 12.0, 20.0, 14.0], "column": 0, "inside": True}]}))
+    text, keep = ocr.read_transcript(path)
+    assert text == "first line\nsecond" and keep == [(2, 4, 22, 11), (2, 10, 22, 16)]  # grown by 2 px
     page = np.zeros((20, 30), np.uint8)
-    blanked = ocr.blank_boxes(page, blank)
-    assert blanked[:5, 2:12].min() == 255 and blanked[5:].max() == 0 and page.max() == 0
-    mask = ocr.blank_boxes(np.ones((20, 30), bool), blank)
-    assert not mask[:5, 2:12].any() and mask[5:].all()
+    kept = ocr.keep_boxes(page, keep)
+    assert kept[4:16, 2:22].max() == 0 and kept[:4].min() == 255 and kept[:, 22:].min() == 255
+    assert ocr.keep_boxes(page, None) is page
+    mask = ocr.keep_boxes(np.ones((20, 30), bool), keep)
+    assert mask[4:16, 2:22].all() and not mask[:4].any()
     (tmp_path / "bad_text.json").write_text("{}")
     with pytest.raises(ValueError, match="not a transcript"):
         ocr.read_transcript(tmp_path / "bad_text.json")
