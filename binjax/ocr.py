@@ -193,12 +193,20 @@ def read_transcript(path: PathLike) -> tuple[str, list[tuple[int, int, int, int]
 
 
 def keep_boxes(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]] | None) -> np.ndarray:
-    """The page (or mask) with everything outside the boxes set to paper (255, or False for
-    masks); None keeps the whole page."""
+    """The page (or mask) with everything outside the boxes set to paper; None keeps the whole page.
+
+    Paper is False for masks, and the page's median colour for images: on a white fill the
+    boxes of a grey page stand out as picture regions, and Tesseract then reads nothing.
+    """
     if boxes is None:
         return image
     image = np.asarray(image)
-    out = np.full_like(image, False if image.dtype == bool else 255)
+    if image.dtype == bool:
+        out = np.zeros_like(image)
+    else:
+        paper = np.median(image.reshape(*image.shape[:2], -1), axis=(0, 1)).astype(image.dtype)
+        out = np.empty_like(image)
+        out[...] = paper if image.ndim == 3 else paper[0]
     h, w = image.shape[:2]
     for x0, y0, x1, y1 in boxes:
         region = (slice(max(0, y0), max(0, min(h, y1))), slice(max(0, x0), max(0, min(w, x1))))

@@ -56,9 +56,12 @@ def test_transcript_reads_only_whole_lines(tmp_path):
         {"text": "second", "box": [4.0, 12.0, 20.0, 14.0], "column": 0, "inside": True}]}))
     text, keep = ocr.read_transcript(path)
     assert text == "first line\nsecond" and keep == [(2, 4, 22, 11), (2, 10, 22, 16)]  # grown by 2 px
-    page = np.zeros((20, 30), np.uint8)
+    page = np.full((20, 30, 1), 180, np.uint8)  # grey paper
+    page[5:8, 5:20] = 0  # ink inside a box
+    page[0:2, 5:10] = 0  # ink of the cut line
     kept = ocr.keep_boxes(page, keep)
-    assert kept[4:16, 2:22].max() == 0 and kept[:4].min() == 255 and kept[:, 22:].min() == 255
+    assert kept.shape == page.shape and kept[5:8, 5:20].max() == 0
+    assert kept[:4].min() == 180 and kept[:, 22:].min() == 180  # outside: the paper's colour
     assert ocr.keep_boxes(page, None) is page
     mask = ocr.keep_boxes(np.ones((20, 30), bool), keep)
     assert mask[4:16, 2:22].all() and not mask[:4].any()
