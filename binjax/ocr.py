@@ -274,9 +274,12 @@ class OcrScorer:
         kinds = sorted({p["reference"] for p in self.pages.values()})
         sources: dict[str, dict[str, float]] = {}
         for source in dict.fromkeys(s for p in self.pages.values() for s in p["counts"]):
-            counts = [p["counts"][source] for p in self.pages.values() if source in p["counts"]]
+            # A page whose reference is empty (Tesseract reads nothing from a handwritten ground
+            # truth) has no error rate: its invented text would count against no reference.
+            counts = [p["counts"][source] for p in self.pages.values()
+                      if source in p["counts"] and p["counts"][source]["ref_chars"]]
             total = {k: sum(c[k] for c in counts) for k in ("char_edits", "ref_chars", "word_edits", "ref_words")}
-            per_page = [rates(c)["cer"] for c in counts if c["ref_chars"]]
+            per_page = [rates(c)["cer"] for c in counts]
             sources[source] = {**rates(total), "mean_page_cer": float(np.mean(per_page)) if per_page else math.nan,
                                "pages": len(counts), **total}
         return {"tesseract": self.version, "tessdata": tessdata_dir(self.settings.lang), "lang": self.settings.lang, "psm": self.settings.psm,

@@ -1,8 +1,8 @@
 """Tabulates the OCR results of launch/evaluate.py --ocr runs into docs/ocr/results.{md,csv}.
 
-    python docs/ocr/tabulate.py samples=/tmp/ocr/samples dibco_2013=/tmp/ocr/dibco_2013 ...
+    python docs/ocr/tabulate.py samples=/tmp/ocr/samples dibco_2013=/tmp/ocr/dibco_2013+/tmp/ocr/unet_2013
 
-Each argument is label=<evaluate --out folder>. Set figures are CER/WER from edit counts summed
+Each argument is label=<evaluate --out folder>[+<another run on the same pages>...]. Set figures are CER/WER from edit counts summed
 over pages; DIBCO pages are also split into printed and handwritten by their names (2009 P/H,
 2011 and 2013 PR/HW; the H-DIBCO years are all handwritten).
 """
@@ -25,19 +25,35 @@ def kind(label: str, page: str) -> str:
 def main(args):
     rows = []
     for arg in args:
-        label, folder = arg.split("=", 1)
-        summary = json.loads((pathlib.Path(folder) / "summary.json").read_text())
-        ocr = summary["ocr"]
+        label, folders = arg.split("=", 1)
+        # label=a+b: runs of other binarizers on the same pages; the first run's readings of the
+        # input and ground truth are kept.
+        ocr, per_page = None, {}
+        for folder in folders.split("+"):
+            run = json.loads((pathlib.Path(folder) / "summary.json").read_text())["ocr"]
+            ocr = ocr or run
+            for page, sources in run["per_page"].items():
+                for source, counts in sources.items():
+                    per_page.setdefault(page, {}).setdefault(source, counts)
         groups: dict[str, dict[str, dict[str, int]]] = {}
-        for page, sources in ocr["per_page"].items():
+        for page, sources in per_page.items():
             for group in ("all", kind(label, page)):
                 for source, c in sources.items():
+                    if not c["ref_chars"]:  # an empty reference: no error rate (as ocr.OcrScorer.summary)
+                        continue
                     total = groups.setdefault(group, {}).setdefault(source, dict.fromkeys(
                         ("char_edits", "ref_chars", "word_edits", "ref_words", "pages"), 0))
                     for k in ("char_edits", "ref_chars", "word_edits", "ref_words"):
                         total[k] += int(c[k])
                     total["pages"] += 1
+        for page, sources in per_page.items():  # sets whose references are all empty still get a row
+            groups.setdefault(kind(label, page), {})
+            groups.setdefault("all", {})
         for group, sources in groups.items():
+            if not sources:
+                rows.append({"set": label, "pages": group, "reference": ocr["reference"], "source": "(none)",
+                             "n_pages": 0, "ref_chars": 0, "cer": float("nan"), "wer": float("nan"),
+                             "tesseract": ocr["tesseract"], "psm": ocr["psm"], "oem": ocr["oem"], "lang": ocr["lang"]})
             if group == "synthetic":
                 continue
             for source, t in sources.items():
@@ -50,7 +66,7 @@ def main(args):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows({k: f"{v:.2f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
-    sources = list(dict.fromkeys(r["source"] for r in rows))
+    sources = list(dict.fromkeys(r["source"] for r in rows if r["source"] != "(none)"))
     lines = ["| set | pages | reference | " + " | ".join(sources) + " |", "|---|---|---|" + "---:|" * len(sources)]
     for key in dict.fromkeys((r["set"], r["pages"]) for r in rows):
         cells = {r["source"]: r for r in rows if (r["set"], r["pages"]) == key}
