@@ -174,8 +174,17 @@ class Report(NamedTuple):
     skipped: list[str]  # one message per file or page that could not be binarized
 
 
+def page_output(job: Job, index: int) -> pathlib.Path:
+    """The output name of one page: its own file, or for a page of a multi-page TIFF output the
+    numbered name it would have as a file of its own (for files written beside it)."""
+    if len(job.outputs) > 1 or job.pages == 1:
+        return job.outputs[index]
+    out = job.outputs[0]
+    return out.with_name(f"{out.stem}_p{index + 1:0{max(3, len(str(job.pages)))}d}{out.suffix}")
+
+
 def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Literal["white", "black"] = "black",
-                   bits: int = 1, progress: bool = True) -> Report:
+                   bits: int = 1, progress: bool = True, page_fn=None) -> Report:
     """Binarizes each job's pages, one page in memory at a time; returns what was written and skipped.
 
     Inputs are read at the binarizer's channels (grey, RGB, RGBA, 16-bit, palette: see
@@ -183,7 +192,9 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
     1- or 8-bit. A file or page that cannot be read or binarized is skipped with a message naming
     it (printed to stderr at once) and the loop goes on; a multi-page TIFF output is written
     only when all its pages are. Temporary files that killed runs left in the output folders are
-    removed first.
+    removed first. page_fn(src, dst, image) -> ink, when given, binarizes instead of the binarizer
+    (e.g. quality.PageReport: probability maps and quality estimates from the same pass); dst is
+    the page's own output name, numbered (scan_p002.tif) for the pages of a multi-page TIFF.
     """
     import tqdm  # noqa: PLC0415
 
@@ -205,7 +216,9 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
     def binarized(job: Job, index: int) -> np.ndarray:
         image = documents.load_page(job.src, binarizer.channels, index, job.pages)  # errors name the page
         try:
-            return np.asarray(binarizer(image), dtype=bool)
+            if page_fn is None:
+                return np.asarray(binarizer(image), dtype=bool)
+            return np.asarray(page_fn(job.src, page_output(job, index), image), dtype=bool)
         except ValueError as e:  # e.g. a method that refuses a blank page
             if job.pages == 1:
                 raise

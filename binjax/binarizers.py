@@ -84,6 +84,14 @@ class ModelBinarizer:
         ink = self._binarize_page(self._predict_fn, imageio.to_channels(image, self.channels), **self.options)
         return np.asarray(ink, dtype=bool)
 
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        """float32 HxW ink probability of the page (what __call__ thresholds): the tiled
+        inference's own page-sized accumulator, no copy."""
+        from binjax import inference  # noqa: PLC0415
+
+        options = {k: v for k, v in self.options.items() if k != "threshold"}
+        return inference.sliding_window_predict(self._predict_fn, imageio.to_channels(image, self.channels), **options)
+
 
 Binarizer = ClassicBinarizer | ModelBinarizer
 

@@ -38,6 +38,8 @@ from absl import logging
 from PIL import Image, ImageDraw, ImageFont
 
 from binjax import imageio, metrics, temp_files
+from binjax import ocr as ocr_lib
+from binjax import quality as quality_lib
 from binjax.binarizers import Binarizer, safe_name
 from binjax.errors import DataError
 from binjax.pseudo_weights import PseudoWeights
@@ -248,8 +250,10 @@ def _save_preview(path: pathlib.Path, picture: Image.Image) -> None:
 
 
 def _write_csv(path: pathlib.Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    # Optional columns (quality estimates, OCR error rates) follow the fixed ones.
+    extra = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in CSV_COLUMNS]
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=[*CSV_COLUMNS, *extra])
         writer.writeheader()
         for row in rows:
             # repr() round-trips floats exactly (nan and inf too), so the CSV is the data.
@@ -276,6 +280,8 @@ def evaluate_pages(
     weights_cache: PathLike | None = None,
     dataset: str = "",
     progress: bool = True,
+    quality: bool = False,
+    ocr: ocr_lib.OcrScorer | None = None,
 ) -> dict[str, Any]:
     """Runs every binarizer on every page, writes the outputs, returns the summary as data.
 
@@ -284,6 +290,9 @@ def evaluate_pages(
     pages: a source of {'image', 'mask'} (mask 1 = ink), e.g. from ``open_pages``; read at
       ``pages_channels(binarizers)`` channels so that a colour model sees colour.
     names: page names (default ``pages.names``); limit: only the first N pages.
+    quality: add the models' ground-truth-free quality estimates (binjax.quality) to their CSV.
+    ocr: an ocr.OcrScorer: Tesseract's error rates on the input, each output and the ground
+      truth (CSV columns ocr_cer, ocr_wer; summary 'ocr').
     Returns {'dataset', 'pages', 'seconds', 'error_legend', 'files', 'binarizers': {name:
     {'description', 'mean' (DIBCO means), 'set' (iou, dice, f1, precision, recall, accuracy of
     the summed counts), 'counts', 'seconds_per_page', 'files', 'per_image_fm', 'per_image' (the
@@ -326,8 +335,11 @@ def evaluate_pages(
             outputs = {}
             for name, binarizer in binarizers.items():
                 t0 = time.perf_counter()
-                pred = np.asarray(binarizer(image), dtype=bool)
-                outputs[name] = (pred, time.perf_counter() - t0)
+                if quality:
+                    pred, extra = quality_lib.binarize_with_estimates(binarizer, image)
+                else:
+                    pred, extra = np.asarray(binarizer(image), dtype=bool), {}
+                outputs[name] = (pred, time.perf_counter() - t0, extra)
                 if pred.shape != gt.shape:
                     raise ValueError(f"binarizer {name!r} returned shape {pred.shape} for a page of shape {gt.shape}")
         except (ValueError, OSError) as e:  # ImageError and ConfigError are ValueErrors
@@ -343,10 +355,15 @@ def evaluate_pages(
             warned.append(warning)
             tqdm.tqdm.write(f"warning: {warning}", file=sys.stderr)
         weights = page_weights(gt, weights_cache)
-        for name, (pred, seconds) in outputs.items():
+        if ocr is not None:
+            pairs = getattr(pages, "pairs", None)
+            ocr.start_page(names[i], image, gt, pairs[i][0] if pairs is not None else None)
+        for name, (pred, seconds, extra) in outputs.items():
             imageio.save_mask(dirs[name] / "binary" / f"{files[i]}.png", pred, foreground="black", bits=1)
+            if ocr is not None:
+                extra.update(ocr.score_output(name, names[i], pred))
             row = {"page": names[i], "height": gt.shape[0], "width": gt.shape[1], **score_page(pred, gt, weights),
-                   "seconds": seconds}
+                   "seconds": seconds, **extra}
             rows[name].append(row)
             if previews:
                 picture = comparison_image(image, pred, gt, label=f"output ({name})", max_side=preview_size)
@@ -376,6 +393,8 @@ def evaluate_pages(
         for key, excluded in entry["excluded"].items():
             logging.warning("%s: %s is undefined on %d page(s) (%s) and left out of its mean",
                             name, key.upper(), len(excluded), ", ".join(excluded[:5]))
+    if ocr is not None:
+        summary["ocr"] = ocr.summary()
     summary["files"] = {"summary_md": str(out_dir / "summary.md"), "summary_json": str(out_dir / "summary.json")}
     (out_dir / "summary.md").write_text(summary_markdown(summary))
     (out_dir / "summary.json").write_text(json.dumps(_json_safe(summary), indent=1))
@@ -451,6 +470,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     for name, e in entries.items():
         lines.append(f"- **{name}**: {e['description']}")
     lines += _notes(summary)
+    if "ocr" in summary:
+        lines += ["", *ocr_lib.summary_markdown(summary["ocr"])]
     lines += ["", "## F-measure per page", ""]
     lines.append("| page | " + " | ".join(entries) + " |")
     lines.append("|---|" + "---:|" * len(entries))

@@ -5,6 +5,7 @@
   binjax-binarize scans/ --checkpoint=/tmp/binjax/default --out=/tmp/bw
   binjax-binarize 'photos/*.jpg' page.tif --method=sauvola --suffix=_bin        # beside the inputs
   python -m launch.binarize scans/ --method=sauvola:window=51:k=0.3 --out=bw --format=tif --bits=8
+  binjax-binarize scans/ --out=/tmp/bw --probability   # + <stem>_prob.png; /tmp/bw/quality.csv
 
 Outputs keep the input's name (stem + suffix + new extension) and size; ink is black by default
 (--foreground=white for masks with white foreground). Inputs with the same stem (page.png,
@@ -14,8 +15,13 @@ multi-page TIFF scan.tif (--nomultipage_tiff: numbered TIFFs). With --suffix, in
 ends in the suffix are taken for earlier outputs and left out. An input file is never
 overwritten: if an output would replace an input the run is refused before anything is written.
 Unreadable files or pages are skipped with a message naming them, and the exit status is then 1.
+
+With a model and --out, <out>/quality.csv lists every page with its ground-truth-free quality
+estimate (the F-measure predicted from the model's own probabilities, binjax/quality.py), the
+least confident pages first: the pages to look at before trusting a bulk run.
 """
 
+import os
 import sys
 
 from absl import app, flags
@@ -42,6 +48,12 @@ _DEVICE = flags.DEFINE_enum(
 _INFERENCE_OPTIONS = cli.define_inference_flags()
 flags.adopt_module_key_flags(cli)  # list them in this launcher's --help
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_PROBABILITY = flags.DEFINE_bool(
+    "probability", False, "Models only: also write <stem><suffix>_prob.png beside each output, the 8-bit ink "
+    "probability shaded like the output (with ink black, 0 = surely ink, 255 = surely paper).")
+_QUALITY_CSV = flags.DEFINE_string(
+    "quality_csv", None, "Models only: where the per-page quality estimates go, least confident first "
+    "(default <out>/quality.csv with --out; '' writes none).")
 
 
 def _select_device(name: str) -> None:
@@ -93,10 +105,24 @@ def main(argv):
             print(f"  {conflict}", file=sys.stderr)
         sys.exit(2)
 
+    from binjax import quality
+
+    quality_csv = _QUALITY_CSV.value
+    if quality_csv is None and _OUT.value is not None:
+        quality_csv = os.path.join(_OUT.value, "quality.csv")
+    report = None
+    if quality.has_probability(binarizer) and (quality_csv or _PROBABILITY.value):
+        report = quality.PageReport(binarizer, probability_suffix="_prob" if _PROBABILITY.value else None,
+                                    foreground=_FOREGROUND.value)
+    elif _PROBABILITY.value or _QUALITY_CSV.value:
+        raise app.UsageError("--probability and --quality_csv need a model, not a classic --method")
     print(f"binarizing {len(jobs)} file(s) with {binarizer.description}", file=sys.stderr)
-    report = binarize.binarize_files(
-        binarizer, jobs, foreground=_FOREGROUND.value, bits=int(_BITS.value), progress=_PROGRESS.value)
-    skipped, written = problems + report.skipped, report.written
+    outcome = binarize.binarize_files(
+        binarizer, jobs, foreground=_FOREGROUND.value, bits=int(_BITS.value), progress=_PROGRESS.value,
+        page_fn=report)
+    if report is not None and quality_csv and report.rows:
+        print(f"quality estimates (least confident first): {report.write_csv(quality_csv)}", file=sys.stderr)
+    skipped, written = problems + outcome.skipped, outcome.written
     where = _OUT.value or f"beside the inputs (suffix {_SUFFIX.value!r})"
     print(f"wrote {written} file(s) to {where}", file=sys.stderr)
     if skipped:

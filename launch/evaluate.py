@@ -6,6 +6,8 @@
       --data_dir=~/tensorflow_datasets --out=/tmp/eval --limit=4
   python -m launch.evaluate --method=otsu --data=my_pages/ --masks=my_masks/ \
       --mask_foreground=white --out=/tmp/eval
+  python -m launch.evaluate --checkpoint=dibco_lite,dibco_unet --method=otsu,sauvola --ocr \
+      --data=data/samples --out=/tmp/eval_ocr      # + Tesseract's CER/WER (pip install '.[ocr]')
 
 Writes <out>/summary.md (+ summary.json) and, per binarizer, per_image.csv, binary/<page>.png
 (1-bit, ink black) and compare/<page>.png (input, output, ground truth, error map).
@@ -44,6 +46,17 @@ _PREVIEWS = flags.DEFINE_bool("previews", True, "Write the compare/<page>.png si
 _PREVIEW_SIZE = flags.DEFINE_integer("preview_size", 1024, "Longest side of a side-by-side picture (pixels).")
 _WEIGHTS_CACHE = flags.DEFINE_string(
     "weights_cache", None, "Folder caching the pseudo-F weights of each ground truth across runs (optional).")
+_OCR = flags.DEFINE_bool(
+    "ocr", False, "Also score Tesseract's reading (CER, WER) of the input, each output and the ground truth, "
+    "against <name>_text.json beside a page when there is one, else against the reading of the ground truth "
+    "(a proxy). Needs tesserocr (pip install 'binjax[ocr]') and Tesseract's language data (apt-get install "
+    "tesseract-ocr-eng).")
+_OCR_LANG = flags.DEFINE_string("ocr_lang", "eng", "--ocr: Tesseract language(s), e.g. eng or eng+lat.")
+_OCR_PSM = flags.DEFINE_integer("ocr_psm", 3, "--ocr: Tesseract page segmentation mode (3 = automatic).")
+_OCR_OEM = flags.DEFINE_integer("ocr_oem", 1, "--ocr: Tesseract engine mode (1 = LSTM only).")
+_QUALITY = flags.DEFINE_bool(
+    "quality", False, "Add each model's ground-truth-free quality estimate (predicted FM; binjax.quality) "
+    "to its per_image.csv, beside the true FM.")
 flags.mark_flags_as_required(["data", "out"])
 
 
@@ -76,13 +89,24 @@ def main(argv):
             mask_foreground=_MASK_FOREGROUND.value, data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value)
     except (ValueError, FileNotFoundError) as e:  # missing folder, unpaired files, unprepared dataset
         sys.exit(f"error: {e}")
+    scorer = None
+    if _OCR.value:
+        import os
+
+        from binjax import ocr
+
+        scorer = ocr.OcrScorer(ocr.OcrSettings(_OCR_LANG.value, _OCR_PSM.value, _OCR_OEM.value),
+                               text_dir=os.path.join(_OUT.value, "ocr_text"))
     logging.info("evaluating %s on %d pages of %s", list(binarizers), len(pages), _DATA.value)
     summary = evaluate.evaluate_pages(
         binarizers, pages, _OUT.value, limit=_LIMIT.value, previews=_PREVIEWS.value,
-        preview_size=_PREVIEW_SIZE.value, weights_cache=_WEIGHTS_CACHE.value, dataset=_DATA.value)
+        preview_size=_PREVIEW_SIZE.value, weights_cache=_WEIGHTS_CACHE.value, dataset=_DATA.value,
+        quality=_QUALITY.value, ocr=scorer)
 
     print()
     print(evaluate.summary_markdown(summary).split("\n## ")[0].rstrip())  # the table and its notes
+    if "ocr" in summary:
+        print("\n" + "\n".join(ocr.summary_markdown(summary["ocr"])).rstrip())
     print(f"\nFiles in {_OUT.value}:")
     print(f"  summary       {summary['files']['summary_md']} (+ summary.json)")
     for name, entry in summary["binarizers"].items():

@@ -32,3 +32,22 @@ def dibco_fixed_data_dir(tmp_path_factory) -> pathlib.Path:
     data_dir = tmp_path_factory.mktemp("tfds_fixed")
     dibco.prepare(SHARED_DIBCO, data_dir, "fixed")
     return data_dir
+
+
+def save_tiny_checkpoint(workdir: pathlib.Path, channels: int = 1) -> pathlib.Path:
+    """An untrained tiny U-Net (the smoke config) saved by the real Checkpointer: a model to
+    run through the launchers without training one."""
+    import jax  # noqa: PLC0415
+
+    from binjax import checkpointing, sharding, train  # noqa: PLC0415
+    from configs import default as default_config  # noqa: PLC0415
+
+    config = default_config.get_config("smoke")  # unet depth 2, base width 4
+    config.data.channels = channels
+    mesh = sharding.make_mesh(config.mesh, devices=jax.devices()[:1])
+    state = train.make_steps(config, mesh).init()
+    saver = checkpointing.Checkpointer(workdir, every_steps=1, best_metric=None)
+    saver.maybe_save(1, state, {}, config, force=True)
+    saver.wait_until_finished()
+    saver.close()
+    return workdir

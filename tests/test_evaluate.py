@@ -8,15 +8,14 @@ import shutil
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from binjax import binarizers as binarizers_lib
-from binjax import checkpointing, evaluate, imageio, inference, metrics, pretrained, sharding, train
+from binjax import evaluate, imageio, inference, metrics, pretrained
 from binjax.data import synthetic
-from configs import default as default_config
+from conftest import save_tiny_checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # One host device: the launchers start faster than with the 8 that conftest.py fakes.
@@ -27,16 +26,8 @@ PAGES = [(64, 96, 1), (80, 64, 3), (72, 72, 1)]  # height, width, channels
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> pathlib.Path:
     """An untrained tiny RGB U-Net saved by the real Checkpointer (no training needed)."""
-    config = default_config.get_config("smoke")  # unet depth 2, base width 4
-    config.data.channels = 3  # a colour model: grey pages must be converted for it
-    mesh = sharding.make_mesh(config.mesh, devices=jax.devices()[:1])
-    state = train.make_steps(config, mesh).init()
-    workdir = tmp_path_factory.mktemp("workdir")
-    saver = checkpointing.Checkpointer(workdir, every_steps=1, best_metric=None)
-    saver.maybe_save(1, state, {}, config, force=True)
-    saver.wait_until_finished()
-    saver.close()
-    return workdir
+    # A colour model: grey pages must be converted for it.
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("workdir"), channels=3)
 
 
 @pytest.fixture(scope="module")

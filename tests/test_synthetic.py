@@ -135,3 +135,48 @@ def test_documents_in_grain_pipeline():
         grain.ReadOptions(num_threads=2, prefetch_buffer_size=2))
     masks = sorted(p["mask"].tobytes() for p in threaded)
     assert masks == sorted(docs[i]["mask"].tobytes() for i in range(5))
+
+
+# sha256 of the pixels and masks of render_page(seed, 96, 128, 1) and (seed, 128, 160, 3) for
+# seeds 0..11, computed before the generator learnt to record its text: the README's quickstart
+# figures depend on the generator's random stream, so recording must not change a pixel.
+_PIXELS_BEFORE_TRANSCRIPTS = "6861cc2eac2c3ad27db070c42171eb5513b4f3f7cee3f4ff1f2526cbf71e4528"
+
+
+def test_pixels_unchanged_and_transcript_recording_draws_nothing():
+    import hashlib
+
+    plain, recorded = hashlib.sha256(), hashlib.sha256()
+    all_lines = []
+    for seed in range(12):
+        for height, width, channels in ((96, 128, 1), (128, 160, 3)):
+            lines = []
+            for digest, page in ((plain, render_page(seed, height, width, channels)),
+                                 (recorded, render_page(seed, height, width, channels, lines=lines))):
+                digest.update(page["image"].tobytes())
+                digest.update(page["mask"].tobytes())
+            all_lines += [(line, height, width) for line in lines]
+    assert plain.hexdigest() == _PIXELS_BEFORE_TRANSCRIPTS
+    assert recorded.hexdigest() == _PIXELS_BEFORE_TRANSCRIPTS
+    assert all_lines, "some of these pages have printed text"
+    for line, height, width in all_lines:
+        x0, y0, x1, y1 = line["box"]
+        assert line["text"].strip() and x0 < x1 and y0 < y1
+        assert line["inside"] == (x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height)
+
+
+def test_transcript_boxes_cover_the_printed_ink():
+    # A page with printed text only: the ground-truth ink lies inside the union of the line
+    # boxes (give or take the bilinear resampling's one pixel).
+    for seed in range(40):
+        lines = []
+        page = render_page(seed, 160, 224, 1, lines=lines)
+        if lines and page["mask"].any():
+            covered = np.zeros_like(page["mask"], bool)
+            for line in lines:
+                x0, y0, x1, y1 = line["box"]
+                covered[max(0, int(y0) - 2):int(y1) + 3, max(0, int(x0) - 2):int(x1) + 3] = True
+            inked = page["mask"].astype(bool)
+            if (inked & covered).sum() > 0.98 * inked.sum():
+                return  # a printed-only page whose ink the boxes cover
+    pytest.fail("no page among 40 had its ink inside the recorded line boxes")

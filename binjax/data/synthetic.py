@@ -76,14 +76,26 @@ def page_seed(seed: int, index: int) -> int:
     return int(words[0]) << 32 | int(words[1])
 
 
-def render_page(seed: int, height: int, width: int, channels: int = 1) -> dict[str, np.ndarray]:
-    """Renders one degraded page: {'image': uint8 HxWxC, 'mask': uint8 HxW, 1 = ink}."""
+def render_page(seed: int, height: int, width: int, channels: int = 1, *,
+                lines: list | None = None) -> dict[str, np.ndarray]:
+    """Renders one degraded page: {'image': uint8 HxWxC, 'mask': uint8 HxW, 1 = ink}.
+
+    lines: when a list is given, every printed line of the front page is appended to it as
+    {'text', 'box' [x0, y0, x1, y1] in page pixels, 'column', 'inside' (the box lies within the
+    page)}, in reading order (column by column, top to bottom): the page's transcript for OCR
+    scoring. Recording only reads what the generator draws anyway, so the pixels are the same
+    with or without it. Handwriting is pen trajectories, not letters: it has no transcript.
+    """
     if channels not in (1, 3):
         raise ValueError(f"render_page: channels must be 1 or 3, got {channels}")
     if height < 8 or width < 8:
         raise ValueError(f"render_page: page must be at least 8x8, got {height}x{width}")
     rng = np.random.default_rng(seed)
-    print_alpha, hand_alpha = _layout_ink(rng, height, width)
+    print_alpha, hand_alpha = _layout_ink(rng, height, width, lines=lines)
+    if lines is not None:
+        for line in lines:
+            x0, y0, x1, y1 = line["box"]
+            line["inside"] = bool(x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height)
     return _degrade(rng, print_alpha, hand_alpha, channels)
 
 
@@ -154,8 +166,11 @@ def _upsample(low: np.ndarray, height: int, width: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- ink layout
 
-def _layout_ink(rng, height: int, width: int, scale: float = 1.0):
-    """Front-side ink coverage in [0, 1]: (printed text, handwriting), float32 HxW each."""
+def _layout_ink(rng, height: int, width: int, scale: float = 1.0, lines: list | None = None):
+    """Front-side ink coverage in [0, 1]: (printed text, handwriting), float32 HxW each.
+
+    lines: a list to which the printed lines are appended (see render_page).
+    """
     print_img = np.zeros((height, width), np.uint8)
     hand_img = Image.new("L", (width, height), 0)
     hand_draw = ImageDraw.Draw(hand_img)
@@ -185,7 +200,7 @@ def _layout_ink(rng, height: int, width: int, scale: float = 1.0):
                                            scale, size_cap)
             else:
                 y = _printed_paragraph(rng, print_img, x0, y, col_w, column_end, density,
-                                       scale, size_cap)
+                                       scale, size_cap, lines=lines, column=col)
     if rng.random() < 0.3:
         _scribbles(rng, hand_draw, width, height, scale)
     return (print_img.astype(np.float32) / 255,
@@ -212,8 +227,12 @@ def _random_words(rng, n: int) -> list[str]:
     return words
 
 
-def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_cap) -> int:
-    """Renders a paragraph into `canvas` (uint8 coverage) at (x0, y0); returns the next y."""
+def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_cap, *,
+                       lines: list | None = None, column: int = 0) -> int:
+    """Renders a paragraph into `canvas` (uint8 coverage) at (x0, y0); returns the next y.
+
+    lines: a list to which each line's text and page box are appended (no random draws).
+    """
     size = int(min(size_cap, math.exp(rng.uniform(math.log(11), math.log(46))) * scale))
     size = max(size, 6)
     heading = rng.random() < 0.12
@@ -233,6 +252,7 @@ def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_c
     space = font.getlength(" ")
     words = _random_words(rng, 8 * n_lines)
     wi = 0
+    drawn = []  # (text, box in the paragraph image) for `lines`
     for line in range(n_lines):
         indent = space * rng.uniform(2, 6) if (line == 0 and rng.random() < 0.5) else 0.0
         fill = 1.0 if rng.random() < 0.4 + 0.6 * density else rng.uniform(0.15, 1.0)
@@ -251,9 +271,29 @@ def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_c
         jitter = rng.normal(0, 0.04 * size)
         draw.text((indent, line * line_h + jitter), " ".join(text), font=font, fill=255,
                   stroke_width=stroke, stroke_fill=255)
+        if lines is not None:
+            drawn.append((" ".join(text), draw.textbbox((indent, line * line_h + jitter), " ".join(text),
+                                                        font=font, stroke_width=stroke)))
     out = _affine(para, stretch, shear, angle)
     _paste_max(canvas, np.asarray(out), x0, y0)
+    if lines is not None:
+        fwd, lo = _affine_forward(para.size, stretch, shear, angle)
+        for text, (bx0, by0, bx1, by1) in drawn:
+            corners = fwd @ np.array([[bx0, bx1, bx0, bx1], [by0, by0, by1, by1]], float)
+            corners = corners - lo[:, None] + np.array([[x0], [y0]], float)
+            box = [*corners.min(axis=1), *corners.max(axis=1)]
+            lines.append({"text": text, "box": [round(float(v), 1) for v in box], "column": int(column)})
     return y0 + n_lines * line_h + int(line_h * rng.uniform(0.2, 1.5))
+
+
+def _affine_forward(size: tuple[int, int], stretch: float, shear: float, angle_deg: float):
+    """(fwd, lo) of `_affine`: a source point p lands at fwd @ p - lo in its output."""
+    t = math.radians(angle_deg)
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    fwd = rot @ np.array([[stretch, -shear], [0.0, 1.0]])
+    w, h = size
+    corners = fwd @ np.array([[0, w, 0, w], [0, 0, h, h]], float)
+    return fwd, corners.min(axis=1)
 
 
 def _affine(img: Image.Image, stretch: float, shear: float, angle_deg: float) -> Image.Image:
