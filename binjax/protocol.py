@@ -5,7 +5,8 @@ A protocol is a sweep (configs/cross_collection.py) whose runs each name their t
 in ``config.data.collections.test``. After a run has trained, ``score_run`` binarizes its test
 collections with its best checkpoint (else its latest) and keeps the per-page DIBCO measures in
 ``<run>/protocol/``; ``score_baselines`` does the same once per collection for Otsu, Sauvola and
-Su in ``ROOT/baselines/<collection>/``. Both are skipped when done, so the launcher resumes.
+Su in ``ROOT/baselines/<collection>/``, and ``score_models`` for models trained elsewhere (the
+released ones) in ``ROOT/models/``. All are skipped when done, so the launcher resumes.
 
 ``write_report`` then reads them all back: a collection's score is the mean over its pages (as
 the DIBCO competitions average pages); a recipe's score on a collection is the mean over its
@@ -98,24 +99,53 @@ def score_run(experiment: sweep_lib.Sweep, overrides: Mapping[str, Any], *, prog
     return out / _PAGES_CSV
 
 
+def _test_configs(experiment: sweep_lib.Sweep) -> dict[str, Any]:
+    """Every test collection of the protocol -> the config of a run that tests it (for its paths)."""
+    configs = {}
+    for overrides in experiment.runs:
+        config = experiment.config(overrides)
+        for name in _test_collections(config):
+            configs.setdefault(name, config)
+    return configs
+
+
 def score_baselines(experiment: sweep_lib.Sweep, *, methods: Sequence[str] = BASELINES,
                     progress: bool = True) -> list[pathlib.Path]:
     """Scores the classic methods once per test collection of the protocol; returns their pages.csv."""
     from binjax import binarizers  # noqa: PLC0415
 
-    by_collection = {}
-    for overrides in experiment.runs:
-        config = experiment.config(overrides)
-        for name in _test_collections(config):
-            by_collection.setdefault(name, config)
     paths = []
-    for name, config in by_collection.items():
+    for name, config in _test_configs(experiment).items():
         out = experiment.root / "baselines" / name
         if not (out / _PAGES_CSV).exists():
             rows = _score(binarizers.make_binarizers((), methods), [name], config, out,
                           weights_cache=experiment.root / "weights_cache", progress=progress)
             _write_rows(out / _PAGES_CSV, rows)
         paths.append(out / _PAGES_CSV)
+    return paths
+
+
+def score_models(experiment: sweep_lib.Sweep, checkpoints: Sequence[str], *, progress: bool = True) -> list[pathlib.Path]:
+    """Scores models trained outside the protocol (released models, other workdirs) on every test
+    collection, once each, under ROOT/models/<name>/<collection>/. Which collections such a model
+    saw in training is for the reader to know: the report names them 'binjax-<checkpoint>'."""
+    from binjax import binarizers  # noqa: PLC0415 -- loads JAX
+
+    configs = _test_configs(experiment)
+    paths = []
+    for checkpoint in checkpoints:
+        label = "binjax-" + pathlib.Path(checkpoint).name
+        model = None
+        for name, config in configs.items():
+            out = experiment.root / "models" / label / name
+            if not (out / _PAGES_CSV).exists():
+                model = model or next(iter(binarizers.make_binarizers([checkpoint]).values()))
+                rows = _score({"model": model}, [name], config, out,
+                              weights_cache=experiment.root / "weights_cache", progress=progress)
+                for row in rows:
+                    row["binarizer"] = label
+                _write_rows(out / _PAGES_CSV, rows)
+            paths.append(out / _PAGES_CSV)
     return paths
 
 
@@ -190,6 +220,8 @@ def write_report(experiment: sweep_lib.Sweep) -> dict[str, pathlib.Path]:
         if path.exists():
             rows += _read_rows(path)
     for path in sorted((experiment.root / "baselines").glob(f"*/{_PAGES_CSV}")):
+        rows += _read_rows(path)
+    for path in sorted((experiment.root / "models").glob(f"*/*/{_PAGES_CSV}")):
         rows += _read_rows(path)
     if not rows:
         raise ValueError(f"{experiment.root}: no scored run or baseline yet; run the protocol first")

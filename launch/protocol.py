@@ -9,7 +9,8 @@ baselines are skipped. For a run overnight, in the background, with a core left 
   python -m launch.protocol --config=configs/cross_collection.py:smoke --workdir=/tmp/protocol_smoke
   python -m launch.protocol --config=configs/cross_collection.py --workdir=$HOME/binjax/protocol --report
   python -m launch.protocol --config=configs/cross_collection.py --workdir=/tmp/p --only='arg=bickley'
-  python -m launch.protocol --config=configs/cross_collection.py --workdir=/tmp/p --notrain  # baselines
+  python -m launch.protocol --config=configs/cross_collection.py --workdir=/tmp/p --notrain \
+      --checkpoints=dibco_lite,dibco_unet  # the baselines and the released models, no training
 
 Writes <workdir>/report.md (FM per collection, mean and worst collection; every measure's mean),
 report.json and pages.csv (every page of every binarizer); each run's scores in
@@ -32,7 +33,10 @@ _REPORT = flags.DEFINE_bool("report", False, "Only write the report from the run
 _TRAIN = flags.DEFINE_bool("train", True, "Train the runs not done yet; --notrain scores the baselines and the "
                            "runs trained so far, then reports.")
 _ONLY = flags.DEFINE_string("only", None, "Only runs whose name matches this regular expression, e.g. 'arg=bickley'.")
-_METHOD = flags.DEFINE_list("method", list(protocol.BASELINES), "Classic methods scored beside the models.")
+_METHODS = flags.DEFINE_list("methods", list(protocol.BASELINES), "Classic methods scored beside the models.")
+_CHECKPOINTS = flags.DEFINE_list(
+    "checkpoints", [], "Models trained outside the protocol, also scored on every test collection: released "
+    "models (dibco_lite, dibco_unet) or workdirs. They may have seen some collections: say which in the report.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while scoring.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -51,8 +55,11 @@ def main(argv):
             failed = sweep_runs.train_in_subprocesses(plan, experiment, _PARALLEL.value)
         else:
             failed = sweep_runs.train_in_process(plan, experiment)
-        print(f"Scoring the baselines ({', '.join(_METHOD.value)}) on every test collection", flush=True)
-        protocol.score_baselines(experiment, methods=_METHOD.value, progress=_PROGRESS.value)
+        print(f"Scoring the baselines ({', '.join(_METHODS.value)}) on every test collection", flush=True)
+        protocol.score_baselines(experiment, methods=_METHODS.value, progress=_PROGRESS.value)
+        if _CHECKPOINTS.value:
+            print(f"Scoring {', '.join(_CHECKPOINTS.value)} on every test collection", flush=True)
+            protocol.score_models(experiment, _CHECKPOINTS.value, progress=_PROGRESS.value)
         for overrides in experiment.runs:
             name = sweep.run_name(overrides)
             if name in failed or experiment.status(overrides) != "done":

@@ -120,7 +120,7 @@ def test_protocol_trains_scores_and_reports_the_worst_collection(tmp_path, reque
         "    return [{'arg': 'dibco_icdar', 'seed': 0}]\n")
     workdir = tmp_path / "protocol"
     command = [sys.executable, "-m", "launch.protocol", f"--config={sweep_file}:smoke", f"--workdir={workdir}",
-               "--method=otsu", "--noprogress"]
+               "--methods=otsu", "--noprogress"]
     result = subprocess.run(command, cwd=request.config.rootpath, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((workdir / "report.json").read_text())
