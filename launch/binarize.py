@@ -1,15 +1,14 @@
-"""Binarizes images: files, folders or globs in, black-and-white PNG or TIFF files out.
+r"""Binarizes images: files, folders or globs in, black-and-white PNG or TIFF files out.
 
-  binjax-binarize scans/ --out=/tmp/bw                          # the released dibco_lite model
-  binjax-binarize scans/ --checkpoint=dibco_unet --out=/tmp/bw  # the released U-Net (~5x slower)
-  binjax-binarize scans/ --checkpoint=/tmp/binjax/default --out=/tmp/bw
-  binjax-binarize 'photos/*.jpg' page.tif --method=sauvola --suffix=_bin        # beside the inputs
-  python -m launch.binarize scans/ --method=sauvola:window=51:k=0.3 --out=bw --format=tif --bits=8
+Runs one binarizer, the released dibco_lite model unless --checkpoint or --method names another,
+over every input. Outputs keep the input's name (stem + suffix + new extension) and size; ink is
+black by default (--foreground=white for masks with white foreground). An input file is never
+overwritten: if an output would replace an input the run is refused before anything is written.
+Unreadable files are skipped with a message naming them, and the exit status is then 1.
 
-Outputs keep the input's name (stem + suffix + new extension) and size; ink is black by default
-(--foreground=white for masks with white foreground). An input file is never overwritten: if an
-output would replace an input the run is refused before anything is written. Unreadable files
-are skipped with a message naming them, and the exit status is then 1.
+  binjax-binarize data/samples/synthetic_00_grey_in.png --out=/tmp/binjax/bw  # released dibco_lite
+  binjax-binarize scans/ --checkpoint=dibco_unet --out=/tmp/binjax/bw  # the released U-Net (~5x slower)
+  binjax-binarize 'photos/*.jpg' --method=sauvola:window=51:k=0.3 --suffix=_bin --format=tif
 """
 
 import sys
