@@ -1,7 +1,7 @@
 """Writes a handful of synthetic degraded pages and their ground truth into data/samples/.
 
     python data/make_samples.py                      # the committed samples
-    python data/make_samples.py --num_pages 12 --out_dir /tmp/more
+    python data/make_samples.py --num_pages 12 --out /tmp/more
 
 Files follow DIBCO's convention: <name>_in.png (grey or RGB page) and <name>_gt.png (ink = 0
 black, background = 255 white), plus overview.png, a contact sheet with inputs above masks, and
@@ -81,7 +81,7 @@ def _contact_sheet(inputs, masks, columns: int, tile_width: int, gap: int = 6) -
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out_dir", type=pathlib.Path, default=HERE / "samples",
+    parser.add_argument("--out", "--out_dir", dest="out_dir", type=pathlib.Path, default=HERE / "samples",
                         help="where to write the PNGs (default: data/samples beside this script)")
     parser.add_argument("--num_pages", type=int, default=6, help="pages to write")
     parser.add_argument("--height", type=int, default=384, help="page height in pixels")

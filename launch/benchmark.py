@@ -1,15 +1,15 @@
-"""Speed and memory report for one or more configs: train img/s, inference MP/s, compile, memory.
+r"""Speed and memory report for a config: train images/s, full-page inference MP/s, compile, memory.
 
-  python -m launch.benchmark --config=configs/default.py
+Train rows report images/s, step time, compile time, XLA's FLOP count of the step, achieved
+FLOP/s and, on GPUs/TPUs with a known peak, MFU; inference rows megapixels/s of full-page tiled
+inference. Each run prints a markdown table; --json_out appends one JSON object per line,
+--markdown_out writes the table. launch/benchmark_pytorch.py times the same U-Net in PyTorch.
+Figures depend on the machine and its load: compare rows of one run.
+
+  python -m launch.benchmark --config=configs/default.py --config.data.patch_size=256 --what=train
   python -m launch.benchmark --config=configs/lite.py --what=inference --page=6000x8000
-  python -m launch.benchmark --config=configs/default.py --config.batch_size=8 \
-      --config.data.patch_size=256 --json_out=/tmp/bench.json
-  python -m launch.benchmark --config=configs/default.py --what=train --scaling=1,2   # over devices
-
-Each run prints a markdown table; --json_out appends one JSON object per line, --markdown_out
-writes the table. Train rows report images/s, step time, compile time, XLA's FLOP count of the
-step, achieved FLOP/s and, on GPUs/TPUs with a known peak, MFU; inference rows megapixels/s of
-full-page tiled inference. launch/benchmark_pytorch.py times the same U-Net in PyTorch.
+  python -m launch.benchmark --config=configs/default.py --what=train --scaling=1,2 \
+      --json_out=/tmp/binjax/bench.jsonl
 """
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)

@@ -1,4 +1,4 @@
-"""The PyTorch reference for launch/benchmark.py: the same U-Net, step and tiles, timed in PyTorch.
+r"""The PyTorch reference for launch/benchmark.py: the same U-Net, step and tiles, timed in PyTorch.
 
 binjax's speed targets are set against PyTorch on the same CPU. This script builds PyTorch's
 version of binjax's default U-Net (depth 4, widths 16-256, 3x3 conv + BatchNorm + ReLU twice per
@@ -10,8 +10,11 @@ checked below) and times what launch/benchmark.py times for binjax:
 It does not import binjax or JAX and needs only torch and numpy, installed apart from binjax
 (torch is no dependency of binjax):
 
-  python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch numpy
+  python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install numpy torch \
+      --index-url https://download.pytorch.org/whl/cpu   # the CPU build; plain `torch` pulls CUDA
   /tmp/torchenv/bin/python launch/benchmark_pytorch.py --threads=2 --json_out=/tmp/bench.json
+  GLIBC_TUNABLES=glibc.malloc.hugetlb=1 /tmp/torchenv/bin/python launch/benchmark_pytorch.py \
+      --threads=2 --channels_last --what=train   # huge pages, as binjax's launchers use
 
 Prints a markdown row per benchmark and appends JSON lines in launch/benchmark.py's format.
 """
@@ -25,9 +28,33 @@ import statistics
 import time
 
 import numpy as np
-import torch
-from torch import nn
-import torch.nn.functional as F
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
+    parser.add_argument("--what", default="train,inference", help="train, inference or both")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--patch_size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10, help="timed train steps after 2 warm-up steps")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--inference_batch", type=int, default=4, help="tiles per forward pass")
+    parser.add_argument("--repeats", type=int, default=5, help="timed inference batches")
+    parser.add_argument("--channels_last", action="store_true", help="NHWC memory format (oneDNN)")
+    parser.add_argument("--json_out", default=None, help="append results as JSON lines here")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()  # before torch is imported: --help works where torch is not installed
+
+try:
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+except ImportError:
+    raise SystemExit("error: launch/benchmark_pytorch.py needs PyTorch, which binjax does not install: "
+                     "run it with a Python that has torch (see its --help)") from None
 
 UNET_PARAMETERS = 1_942_289  # binjax's configs/default.py U-Net
 
@@ -120,19 +147,7 @@ def time_inference(model, tile: int, batch: int, repeats: int, channels_last: bo
             "megapixels_per_s": batch * tile * tile / 1e6 / batch_s}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
-    parser.add_argument("--what", default="train,inference", help="train, inference or both")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--patch_size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=10, help="timed train steps after 2 warm-up steps")
-    parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--inference_batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=5, help="timed inference batches")
-    parser.add_argument("--channels_last", action="store_true", help="NHWC memory format (oneDNN)")
-    parser.add_argument("--json_out", default=None, help="append results as JSON lines here")
-    args = parser.parse_args()
+def main(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -162,4 +177,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -1,24 +1,22 @@
-"""Binarizes images: files, folders or globs in, black-and-white PNG or TIFF files out.
+r"""Binarizes images: files, folders or globs in, black-and-white PNG or TIFF files out.
 
-  binjax-binarize scans/ --out=/tmp/bw                          # the released dibco_lite model
-  binjax-binarize scans/ --checkpoint=dibco_unet --out=/tmp/bw  # the released U-Net (~5x slower)
-  binjax-binarize scans/ --checkpoint=/tmp/binjax/default --out=/tmp/bw
-  binjax-binarize 'photos/*.jpg' page.tif --method=sauvola --suffix=_bin        # beside the inputs
-  python -m launch.binarize scans/ --method=sauvola:window=51:k=0.3 --out=bw --format=tif --bits=8
-  binjax-binarize scans/ --out=/tmp/bw --probability   # + <stem>_prob.png; /tmp/bw/quality.csv
+Runs one binarizer, the released dibco_lite model unless --checkpoint or --method names another,
+over every input. Outputs keep the input's name (stem + suffix + new extension) and size; ink is
+black by default (--foreground=white for masks with white foreground). Inputs with the same stem
+(page.png, page.tif) keep their extension in the output name: page_png.png, page_tif.png. Every
+page of a multi-page TIFF is binarized: to scan_p001.png, scan_p002.png, ... or, with
+--format=tif, to one multi-page TIFF scan.tif (--nomultipage_tiff: numbered TIFFs). With
+--suffix, inputs whose name ends in the suffix are taken for earlier outputs and left out. An
+input file is never overwritten: if an output would replace an input the run is refused before
+anything is written. Unreadable files or pages are skipped with a message naming them, and the
+exit status is then 1. With a model and --out, <out>/quality.csv lists every page with its
+ground-truth-free quality estimate (the F-measure predicted from the model's own probabilities),
+the least confident pages first: the pages to look at before trusting a bulk run.
 
-Outputs keep the input's name (stem + suffix + new extension) and size; ink is black by default
-(--foreground=white for masks with white foreground). Inputs with the same stem (page.png,
-page.tif) keep their extension in the output name: page_png.png, page_tif.png. Every page of a
-multi-page TIFF is binarized: to scan_p001.png, scan_p002.png, ... or, with --format=tif, to one
-multi-page TIFF scan.tif (--nomultipage_tiff: numbered TIFFs). With --suffix, inputs whose name
-ends in the suffix are taken for earlier outputs and left out. An input file is never
-overwritten: if an output would replace an input the run is refused before anything is written.
-Unreadable files or pages are skipped with a message naming them, and the exit status is then 1.
-
-With a model and --out, <out>/quality.csv lists every page with its ground-truth-free quality
-estimate (the F-measure predicted from the model's own probabilities, binjax/quality.py), the
-least confident pages first: the pages to look at before trusting a bulk run.
+  binjax-binarize data/samples/synthetic_00_grey_in.png --out=/tmp/binjax/bw  # released dibco_lite
+  binjax-binarize scans/ --checkpoint=dibco_unet --out=/tmp/binjax/bw  # the released U-Net (~5x slower)
+  binjax-binarize 'photos/*.jpg' --method=sauvola:window=51:k=0.3 --suffix=_bin --format=tif
+  binjax-binarize scans/ --out=/tmp/binjax/bw --probability  # + <stem>_prob.png; quality.csv
 """
 
 import os

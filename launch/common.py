@@ -103,23 +103,15 @@ flags.DEFINE_integer("num_processes", None, "Number of processes, for --distribu
 flags.DEFINE_integer("process_id", None, "This process's index, for --distributed.")
 
 
-class _QuietLibraries:
-    """Drops INFO records from libraries that log every checkpoint file and backend probe."""
-
-    _NOISY = ("/orbax/", "/jax/_src/", "/grain/")
-
-    def filter(self, record) -> bool:
-        import logging as std_logging
-
-        return record.levelno > std_logging.INFO or not any(p in record.pathname for p in self._NOISY)
-
-
 def initialize_runtime() -> None:
-    """Starts jax.distributed when asked and quiets non-chief processes' and libraries' logs."""
+    """Starts jax.distributed when asked and quiets non-chief processes' logs (libraries' INFO
+    logs are quieted for every launcher by launch.cli.run_app)."""
     import jax
     from absl import logging
 
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    from launch import cli
+
+    cli.install_quiet_logging()  # also here for callers that do not go through run_app
 
     f = flags.FLAGS
     if f.distributed:
@@ -133,7 +125,9 @@ def initialize_runtime() -> None:
         )
     if jax.process_index() != 0:
         logging.set_verbosity(logging.WARNING)
-    logging.info(
+    # One line worth reading on a cluster; on one machine it shows at --verbosity=1.
+    logging.log(
+        logging.INFO if jax.process_count() > 1 else logging.DEBUG,
         "JAX %s: process %d of %d, %d local / %d global devices (%s); malloc huge pages: %s",
         jax.__version__, jax.process_index(), jax.process_count(),
         jax.local_device_count(), jax.device_count(), jax.devices()[0].platform,

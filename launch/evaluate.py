@@ -1,16 +1,20 @@
-"""Evaluates trained models and classic baselines on pages with ground truth, side by side.
+r"""Scores binarizers on pages with ground truth: released or trained models beside classic methods.
 
-  python -m launch.evaluate --checkpoint=/tmp/binjax/default --method=otsu,sauvola \
-      --data=../shared/data/dibco/2013 --out=/tmp/binjax/eval_2013
-  python -m launch.evaluate --method=sauvola:window=51:k=0.3 --data=tfds:dibco/2013 \
-      --data_dir=~/tensorflow_datasets --out=/tmp/eval --limit=4
-  python -m launch.evaluate --method=otsu --data=my_pages/ --masks=my_masks/ \
-      --mask_foreground=white --out=/tmp/eval
-  python -m launch.evaluate --checkpoint=dibco_lite,dibco_unet --method=otsu,sauvola --ocr \
-      --data=data/samples --out=/tmp/eval_ocr      # + Tesseract's CER/WER (pip install '.[ocr]')
+Each binarizer binarizes every page of --data (a folder of <name>_in.png / <name>_gt.png pairs,
+images and masks in two folders, or a prepared DIBCO TFDS dataset) and is scored with the DIBCO
+measures (FM, pseudo-FM, PSNR, DRD, NRM, MPM). Writes <out>/summary.md (+ summary.json) and, per
+binarizer, per_image.csv, binary/<page>.png (1-bit, ink black) and compare/<page>.png (input,
+output, ground truth, error map). With no --checkpoints the released dibco_lite model is scored.
+With --ocr, Tesseract's character and word error rates on the input, each output and the ground
+truth are added; with --quality, each model's ground-truth-free estimate of its FM.
 
-Writes <out>/summary.md (+ summary.json) and, per binarizer, per_image.csv, binary/<page>.png
-(1-bit, ink black) and compare/<page>.png (input, output, ground truth, error map).
+  binjax-evaluate --methods=otsu,sauvola --data=data/samples --out=/tmp/binjax/eval_samples
+  binjax-evaluate --checkpoints=dibco_unet,dibco_lite --data=../shared/data/dibco/2013 \
+      --out=/tmp/binjax/eval_2013
+  python -m launch.evaluate --checkpoints=/tmp/binjax/default --methods=otsu --data=my_pages/ \
+      --masks=my_masks/ --mask_foreground=white --out=/tmp/binjax/eval_mine
+  binjax-evaluate --checkpoints=dibco_lite --methods=otsu,sauvola --ocr --data=data/samples \
+      --out=/tmp/binjax/eval_ocr  # + Tesseract's CER/WER (pip install '.[ocr]')
 """
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
@@ -21,11 +25,11 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 _CHECKPOINT = flags.DEFINE_list(
-    "checkpoint", [], "Model(s) to score, comma-separated: training workdirs (best checkpoint, else latest), "
+    "checkpoints", [], "Model(s) to score, comma-separated: training workdirs (best checkpoint, else latest), "
     "step directories, export folders or released models (dibco_lite, dibco_unet). Default: the released "
     "dibco_lite model; 'none' scores only the --method(s).")
 _METHOD = flags.DEFINE_list(
-    "method", [], "Classic method(s) beside the model, comma-separated: otsu, sauvola, niblack, wolf, nick, su, "
+    "methods", [], "Classic method(s) beside the model, comma-separated: otsu, sauvola, niblack, wolf, nick, su, "
     "gatos, isauvola, bataineh, bernsen, trsingh, wan; parameters after colons: sauvola:window=51:k=0.3.")
 _DATA = flags.DEFINE_string(
     "data", None, "A folder of image/mask pairs (DIBCO layout <name>_in.png + <name>_gt.png by default), or "
@@ -57,6 +61,11 @@ _OCR_OEM = flags.DEFINE_integer("ocr_oem", 1, "--ocr: Tesseract engine mode (1 =
 _QUALITY = flags.DEFINE_bool(
     "quality", False, "Add each model's ground-truth-free quality estimate (predicted FM; binjax.quality) "
     "to its per_image.csv, beside the true FM.")
+# The singular names, deprecated: in binarize and export --checkpoint / --method name one model.
+flags.DEFINE_alias("checkpoint", "checkpoints")
+flags.FLAGS["checkpoint"].help = "Deprecated: the old name of --checkpoints."
+flags.DEFINE_alias("method", "methods")
+flags.FLAGS["method"].help = "Deprecated: the old name of --methods."
 flags.mark_flags_as_required(["data", "out"])
 
 
@@ -65,7 +74,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     checkpoints = [c for c in _CHECKPOINT.value if c != "none"]
     if _CHECKPOINT.value and not checkpoints and not _METHOD.value:
-        raise app.UsageError("--checkpoint=none scores no model: name classic methods with --method=otsu,...")
+        raise app.UsageError("--checkpoints=none scores no model: name classic methods with --methods=otsu,...")
     if not _CHECKPOINT.value:
         checkpoints = ["default"]  # the released default model, beside any --method
     if checkpoints:

@@ -1,8 +1,10 @@
-"""Runs the cross-collection protocol: trains every fold, scores each on its unseen collections
-beside Otsu, Sauvola and Su, and reports per page, per collection, the mean and the worst collection.
+r"""Runs the cross-collection protocol: every fold trained, scored on collections it never saw.
 
-Resumable: rerun the same command after an interruption; trained runs, scored runs and scored
-baselines are skipped. For a run overnight, in the background, with a core left for other work:
+Each fold of the protocol's sweep file trains (as launch/train.py would) on some whole
+collections, selects its checkpoint on another, and is scored with the DIBCO measures on its test
+collections beside Otsu, Sauvola and Su; the report gives each collection, the mean of
+collections and the worst collection. Resumable: rerun the same command after an interruption;
+trained runs, scored runs and scored baselines are skipped. Overnight, in the background:
 
   nohup nice python -m launch.protocol --config=configs/cross_collection.py \
       --workdir=$HOME/binjax/protocol > $HOME/binjax/protocol.log 2>&1 &

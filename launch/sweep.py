@@ -1,16 +1,13 @@
-"""Runs an ablation sweep (a config file's get_sweep()) run by run, then reports on it.
+r"""Runs an ablation sweep (a config file's get_sweep()) run by run, then reports on it.
 
-Each run trains in WORKDIR/<run name> exactly as `launch/train.py` would, so an interrupted sweep
+Each run trains in WORKDIR/<run name> exactly as launch/train.py would, so an interrupted sweep
 resumes where it stopped: rerun the same command; finished runs (DONE marker, or a validation at
-config.num_steps) are skipped.
+config.num_steps) are skipped. --print_commands and --slurm_array hand the runs to a scheduler
+instead; --report writes a CSV, a mean +- std table and plots of the runs so far.
 
   python -m launch.sweep --config=configs/ablations/loss.py:smoke --workdir=/tmp/binjax/ablate_loss
-  python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --parallel=2
-  python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --print_commands \
-      > commands.txt   # one launch/train.py command per line, e.g. for a scheduler
-  python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --slurm_array=loss.sbatch
-  sbatch --partition=gpu --gres=gpu:1 --time=2:00:00 loss.sbatch  # task i trains run i
-  python -m launch.sweep --config=configs/ablations/loss.py --workdir=/tmp/ablate --report
+  python -m launch.sweep --config=configs/ablations/loss.py --workdir=workdirs/ablate --parallel=2
+  python -m launch.sweep --config=configs/ablations/loss.py --workdir=workdirs/ablate --report
 """
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)

@@ -148,7 +148,7 @@ def test_launcher_help_and_missing_binarizer(pairs, tmp_path):
     help_run = subprocess.run([sys.executable, "-m", "launch.evaluate", "--help"], cwd=REPO, env=ENV,
                               capture_output=True, text=True, timeout=120)
     assert help_run.returncode == 0, help_run.stderr
-    assert "Evaluates trained models" in help_run.stdout
+    assert "Scores binarizers on pages with ground truth" in help_run.stdout
     for flag in ("--checkpoint", "--method", "--data", "--out", "--limit", "flip_tta", "--mask_foreground"):
         assert flag in help_run.stdout
     # No model named: the released default model is scored (beside --method, if any).
