@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from binjax import sweep as sweep_lib
+from binjax.errors import DataError
 
 BASELINES = ("otsu", "sauvola", "su")
 MEASURES = ("fm", "pfm", "psnr", "drd")
@@ -224,7 +225,7 @@ def write_report(experiment: sweep_lib.Sweep) -> dict[str, pathlib.Path]:
     for path in sorted((experiment.root / "models").glob(f"*/*/{_PAGES_CSV}")):
         rows += _read_rows(path)
     if not rows:
-        raise ValueError(f"{experiment.root}: no scored run or baseline yet; run the protocol first")
+        raise DataError(f"{experiment.root}: no scored run or baseline yet; run the protocol first")
     order = [c for o in experiment.runs for c in _test_collections(experiment.config(o))]
     collections = list(dict.fromkeys(order))
     table = collection_scores(rows)

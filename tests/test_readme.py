@@ -30,6 +30,7 @@ NOT_RUN = [
     (r"launch\.benchmark", "a benchmark: minutes, and its figures are not checked"),
     (r"launch\.sweep .*configs/ablations/loss\.py (?!.*(--print_commands|--slurm_array))", "trains a sweep: hours"),
     (r"/data/train", "needs the user's own folders"),
+    (r"launch\.protocol", "the cross-collection protocol: every collection of ../shared/data, hours"),
 ]
 
 
