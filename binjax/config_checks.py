@@ -17,8 +17,8 @@ from typing import Any
 
 import ml_collections
 
-from binjax import losses, models, optim
-from binjax.data import pipeline, sources
+from binjax import defaults, losses, models, optim
+from binjax.data import clutter, pipeline, sources
 from binjax.errors import ConfigError
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -117,15 +117,20 @@ def _check_data(data) -> None:
     _integer(c, "data.read_threads", 0)
     _integer(c, "data.prefetch", 0)
     _as_config_error("data.augment", pipeline.Augment.from_config, data.augment)
-    if data.source == "synthetic":
+    source = data.source
+    if source == "mix":
+        _number(c, "data.mix.synthetic_fraction", 0.0, 1.0)
+        source = _choice(c, "data.mix.real", sources.REAL_SOURCES)
+    if data.source in ("synthetic", "mix"):
         for key in ("train_pages", "val_pages", "page_height", "page_width"):
             _integer(c, f"data.synthetic.{key}", 1)
-    elif data.source == "folder":
+        _as_config_error("data.synthetic.clutter", clutter.Clutter.from_config, data.synthetic.clutter)
+    if source == "folder":
         for key in ("train", "val"):
             if not str(data.folder[key]).strip():
                 raise ConfigError(f"config.data.folder.{key} is empty: give a folder of image/mask pairs")
         _choice(c, "data.folder.mask_foreground", ("white", "black"))
-    elif data.source == "collections":
+    elif source == "collections":
         from binjax.data import collections  # noqa: PLC0415 -- imports tensorflow_datasets: only when used
 
         collections.split_collections(data.collections)
@@ -169,11 +174,19 @@ def flatten(config) -> dict[str, Any]:
 
 
 def resume_changes(saved, new) -> list[tuple[str, Any, Any]]:
-    """(key, saved value, new value) for every key that differs, safe keys left out, sorted."""
+    """(key, saved value, new value) for every key that differs, safe keys left out, sorted.
+
+    A key the saved config lacks but that the new one holds at its default (one added to
+    binjax.defaults since the checkpoint was written, e.g. data.synthetic.clutter.*) is no change:
+    the run learned with what that default does.
+    """
     before, after = flatten(saved), flatten(new)
+    added_defaults = flatten(defaults.base_config())
     changed = []
     for key in sorted(set(before) | set(after)):
         if key in RESUME_SAFE_KEYS or before.get(key, "<absent>") == after.get(key, "<absent>"):
+            continue
+        if key not in before and key in added_defaults and after[key] == added_defaults[key]:
             continue
         changed.append((key, before.get(key, "<absent>"), after.get(key, "<absent>")))
     return changed

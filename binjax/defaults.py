@@ -9,18 +9,27 @@ from __future__ import annotations
 import ml_collections
 
 from binjax import losses, models, optim, sharding
-from binjax.data import pipeline
+from binjax.data import clutter, pipeline
 
 
 def data_config() -> ml_collections.ConfigDict:
     cfg = pipeline.default_data_config()  # patch_size, fg_patch_fraction, augment, threads
     cfg.patch_size = 128  # small enough for minutes-long CPU runs; DIBCO recipes use more
-    cfg.source = "synthetic"  # 'synthetic' | 'folder' | 'tfds' | 'collections'
+    cfg.source = "synthetic"  # 'synthetic' | 'folder' | 'tfds' | 'collections' | 'mix'
     cfg.channels = 1  # 1 = grey input, 3 = RGB input
     cfg.val_patches = 64  # fixed held-out patches scored at every validation
     cfg.synthetic = ml_collections.ConfigDict(
         dict(train_pages=2000, val_pages=32, page_height=512, page_width=512)
     )
+    # Things that are not ink (binjax/data/clutter.py): each the probability that a synthetic
+    # page gets it. All 0 is the plain generator, so the quickstart and data/samples stay as
+    # they were; configs/ablations/synthetic_mix.py turns them on.
+    cfg.synthetic.clutter = ml_collections.ConfigDict(
+        {**{kind: 0.0 for kind in clutter.KINDS}, "colour_collections": ""})
+    # source='mix': pages of the `real` source ('folder' | 'tfds' | 'collections', configured in
+    # its own section) and synthetic pages (the section above) in one training source, a
+    # `synthetic_fraction` of its pages synthetic. Validation reads the real source only.
+    cfg.mix = ml_collections.ConfigDict(dict(real="collections", synthetic_fraction=0.5))
     cfg.folder = ml_collections.ConfigDict(
         dict(
             train="",  # folder, or comma-separated folders, of training images (and masks)

@@ -47,6 +47,7 @@ ALL_COLLECTIONS = tuple(c for tests in FOLDS.values() for c in tests)
 VALIDATION, VALIDATION_IF_TESTED = "dibco2014", "dibco2013"
 SEEDS = (0, 1)
 NUM_STEPS = 2000
+DEFAULT_FOLD = "bickley"  # the fold of a config loaded without one
 
 
 def fold_collections(fold: str) -> dict[str, list[str]]:
@@ -67,7 +68,7 @@ def get_config(arg: str | None = None):
     if unknown or len(folds) > 1 or len(variant) > 1:
         raise ValueError(f"configs/cross_collection.py: argument {arg!r}; expected '<fold>[,unet][,smoke|study]' "
                          f"with a fold in {list(FOLDS)}")
-    fold = folds[0] if folds else "bickley"
+    fold = folds[0] if folds else DEFAULT_FOLD
     model = default if "unet" in parts else lite
     config = dibco_recipe.apply(model.get_config())
     config.num_steps = NUM_STEPS

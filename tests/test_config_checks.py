@@ -107,3 +107,14 @@ def test_json_round_trip_is_no_change():
 
     saved = ml_collections.ConfigDict(json.loads(config.to_json_best_effort()))
     assert config_checks.resume_changes(saved, config) == []
+
+
+def test_keys_added_since_a_checkpoint_at_their_defaults_are_no_change():
+    """A checkpoint written before data.synthetic.clutter / data.mix existed resumes as it was."""
+    new = sae.get_config("smoke")
+    saved = sae.get_config("smoke")
+    del saved.data.synthetic["clutter"]
+    del saved.data["mix"]
+    assert config_checks.resume_changes(saved, new) == []
+    new.data.synthetic.clutter.stamp = 0.5   # a new key, but not at its default: a change
+    assert config_checks.resume_changes(saved, new) == [("data.synthetic.clutter.stamp", "<absent>", 0.5)]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import operator
+
 import ml_collections
 
 from binjax.data import page_checks
+from binjax.data.clutter import Clutter
 from binjax.data.folder import FolderPairs
 from binjax.data.synthetic import SyntheticDocuments
 
-SOURCES = ("synthetic", "folder", "tfds", "collections")
+SOURCES = ("synthetic", "folder", "tfds", "collections", "mix")
+REAL_SOURCES = ("folder", "tfds", "collections")  # what source='mix' mixes with synthetic pages
 
 # Validation pages come from a different seed stream than training pages.
 _VALIDATION_SEED_OFFSET = 1_000_003
@@ -77,18 +81,84 @@ def _collection_sources(cfg: ml_collections.ConfigDict):
     return make(train, "config.data.collections.train"), make(val, "config.data.collections.val")
 
 
+class MixedPages:
+    """Real pages and synthetic ones in one random-access source, a set fraction synthetic.
+
+    Indices [0, real_slots) are the real pages, each the same number of times (slot i is real
+    page i mod len(real)); the rest are distinct synthetic pages. An epoch of the pipeline's
+    shuffle visits every index once, so each epoch's pages are `synthetic_fraction` synthetic
+    up to rounding, and every real page is seen equally often.
+    """
+
+    def __init__(self, real, synthetic, real_slots: int):
+        if len(real) < 1 or len(synthetic) < 1 or real_slots < len(real) or real_slots % len(real):
+            raise ValueError(f"MixedPages: need real and synthetic pages and real_slots a multiple of "
+                             f"the {len(real)} real pages; got {len(synthetic)} synthetic, {real_slots} slots")
+        self.real, self.synthetic, self.real_slots = real, synthetic, int(real_slots)
+
+    @classmethod
+    def with_fraction(cls, real, synthetic_fraction: float, synthetic_pages: int, make_synthetic) -> MixedPages:
+        """Sizes the parts for `synthetic_fraction` in (0, 1): about `synthetic_pages` synthetic
+        pages, the real ones repeated k times to match, then the synthetic count fitted to the
+        fraction to within one page. make_synthetic(n) -> a source of n synthetic pages."""
+        p = float(synthetic_fraction)
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"MixedPages: synthetic_fraction must be in (0, 1), got {p}")
+        repeats = max(1, round(synthetic_pages * (1 - p) / (p * len(real))))
+        n_syn = max(1, round(len(real) * repeats * p / (1 - p)))
+        return cls(real, make_synthetic(n_syn), len(real) * repeats)
+
+    def __len__(self) -> int:
+        return self.real_slots + len(self.synthetic)
+
+    def is_synthetic(self, index: int) -> bool:
+        return operator.index(index) % len(self) >= self.real_slots
+
+    def __getitem__(self, index: int):
+        i = operator.index(index)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"MixedPages: index {index} out of range for {len(self)} pages")
+        i %= len(self)
+        if i < self.real_slots:
+            return self.real[i % len(self.real)]
+        return self.synthetic[i - self.real_slots]
+
+    def __repr__(self) -> str:
+        return f"MixedPages({self.real_slots} real slots over {len(self.real)} pages, {self.synthetic!r})"
+
+
+def _synthetic_source(cfg: ml_collections.ConfigDict, pages: int, seed: int) -> SyntheticDocuments:
+    syn = cfg.synthetic
+    return SyntheticDocuments(pages, syn.page_height, syn.page_width, channels=cfg.channels, seed=seed,
+                              clutter=Clutter.from_config(syn.get("clutter")))
+
+
+def _real_sources(cfg: ml_collections.ConfigDict, source: str):
+    if source == "folder":
+        return _folder_source(cfg, "train"), _folder_source(cfg, "val")
+    if source == "tfds":
+        return _tfds_sources(cfg)
+    if source == "collections":
+        return _collection_sources(cfg)
+    raise ValueError(f"config.data.source={source!r} is unknown; known sources: {SOURCES}")
+
+
 def make_sources(cfg: ml_collections.ConfigDict, seed: int):
     """Returns (train_source, val_source): random-access sources of {'image', 'mask'} pages."""
     if cfg.source == "synthetic":
         syn = cfg.synthetic
-        make = lambda pages, s: SyntheticDocuments(  # noqa: E731
-            pages, syn.page_height, syn.page_width, channels=cfg.channels, seed=s
-        )
-        return make(syn.train_pages, seed), make(syn.val_pages, seed + _VALIDATION_SEED_OFFSET)
-    if cfg.source == "folder":
-        return _folder_source(cfg, "train"), _folder_source(cfg, "val")
-    if cfg.source == "tfds":
-        return _tfds_sources(cfg)
-    if cfg.source == "collections":
-        return _collection_sources(cfg)
-    raise ValueError(f"config.data.source={cfg.source!r} is unknown; known sources: {SOURCES}")
+        return (_synthetic_source(cfg, syn.train_pages, seed),
+                _synthetic_source(cfg, syn.val_pages, seed + _VALIDATION_SEED_OFFSET))
+    if cfg.source == "mix":
+        real = cfg.mix.real
+        if real not in REAL_SOURCES:
+            raise ValueError(f"config.data.mix.real={real!r}: must be one of {list(REAL_SOURCES)}")
+        fraction = float(cfg.mix.synthetic_fraction)
+        real_train, real_val = _real_sources(cfg, real)
+        if fraction <= 0.0:
+            return real_train, real_val
+        if fraction >= 1.0:
+            return _synthetic_source(cfg, cfg.synthetic.train_pages, seed), real_val
+        return MixedPages.with_fraction(real_train, fraction, cfg.synthetic.train_pages,
+                                        lambda n: _synthetic_source(cfg, n, seed)), real_val
+    return _real_sources(cfg, cfg.source)

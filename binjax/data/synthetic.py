@@ -27,6 +27,8 @@ import threading
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from binjax.data.handwriting import handwritten_paragraph, scribbles
+
 # Font faces beyond Pillow's built-in Aileron: matplotlib (a project dependency) ships serif,
 # italic, bold and monospace TTFs; located without importing matplotlib. If matplotlib is
 # absent only Aileron is used, so pages differ between such environments (same within one).
@@ -77,7 +79,7 @@ def page_seed(seed: int, index: int) -> int:
 
 
 def render_page(seed: int, height: int, width: int, channels: int = 1, *,
-                lines: list | None = None) -> dict[str, np.ndarray]:
+                lines: list | None = None, clutter=None) -> dict[str, np.ndarray]:
     """Renders one degraded page: {'image': uint8 HxWxC, 'mask': uint8 HxW, 1 = ink}.
 
     lines: when a list is given, every printed line of the front page is appended to it as
@@ -85,6 +87,11 @@ def render_page(seed: int, height: int, width: int, channels: int = 1, *,
     page)}, in reading order (column by column, top to bottom): the page's transcript for OCR
     scoring. Recording only reads what the generator draws anyway, so the pixels are the same
     with or without it. Handwriting is pen trajectories, not letters: it has no transcript.
+
+    clutter: a binjax.data.clutter.Clutter (or None): dark things that are not ink (strong
+    bleed-through, scan borders, gutters, ruled lines, frames, ring stains, stamps, measured
+    paper and ink colours), drawn from a random stream of their own, so the front page's layout
+    and mask are those of the same seed without clutter (off-page border pixels aside).
     """
     if channels not in (1, 3):
         raise ValueError(f"render_page: channels must be 1 or 3, got {channels}")
@@ -96,7 +103,8 @@ def render_page(seed: int, height: int, width: int, channels: int = 1, *,
         for line in lines:
             x0, y0, x1, y1 = line["box"]
             line["inside"] = bool(x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height)
-    return _degrade(rng, print_alpha, hand_alpha, channels)
+    extra = clutter.for_page(seed, height, width, channels) if clutter is not None else None
+    return _degrade(rng, print_alpha, hand_alpha, channels, extra)
 
 
 class SyntheticDocuments:
@@ -105,7 +113,8 @@ class SyntheticDocuments:
     Random access and stateless: any order of access, any worker, gives the same page.
     """
 
-    def __init__(self, num_pages: int, height: int, width: int, channels: int = 1, seed: int = 0):
+    def __init__(self, num_pages: int, height: int, width: int, channels: int = 1, seed: int = 0,
+                 clutter=None):
         if num_pages < 1:
             raise ValueError(f"SyntheticDocuments: num_pages must be >= 1, got {num_pages}")
         if channels not in (1, 3):
@@ -115,6 +124,7 @@ class SyntheticDocuments:
                 f"SyntheticDocuments: pages must be at least 8x8, got {height}x{width}")
         self.num_pages, self.height, self.width = int(num_pages), int(height), int(width)
         self.channels, self.seed = int(channels), int(seed)
+        self.clutter = clutter  # binjax.data.clutter.Clutter or None (the plain generator)
 
     def __len__(self) -> int:
         return self.num_pages
@@ -126,11 +136,13 @@ class SyntheticDocuments:
         if not 0 <= i < self.num_pages:
             raise IndexError(
                 f"SyntheticDocuments: index {index} out of range for {self.num_pages} pages")
-        return render_page(page_seed(self.seed, i), self.height, self.width, self.channels)
+        return render_page(page_seed(self.seed, i), self.height, self.width, self.channels,
+                           clutter=self.clutter)
 
     def __repr__(self) -> str:
         return (f"SyntheticDocuments(num_pages={self.num_pages}, height={self.height}, "
-                f"width={self.width}, channels={self.channels}, seed={self.seed})")
+                f"width={self.width}, channels={self.channels}, seed={self.seed}, "
+                f"clutter={self.clutter!r})")
 
 
 # ----------------------------------------------------------------------------- smooth fields
@@ -196,13 +208,13 @@ def _layout_ink(rng, height: int, width: int, scale: float = 1.0, lines: list | 
             first = False
             hand = style == 1 or (style == 2 and rng.random() < 0.5)
             if hand:
-                y = _handwritten_paragraph(rng, hand_draw, x0, y, col_w, column_end, density,
-                                           scale, size_cap)
+                y = handwritten_paragraph(rng, hand_draw, x0, y, col_w, column_end, density,
+                                          scale, size_cap)
             else:
                 y = _printed_paragraph(rng, print_img, x0, y, col_w, column_end, density,
                                        scale, size_cap, lines=lines, column=col)
     if rng.random() < 0.3:
-        _scribbles(rng, hand_draw, width, height, scale)
+        scribbles(rng, hand_draw, width, height, scale)
     return (print_img.astype(np.float32) / 255,
             np.asarray(hand_img, np.float32) / 255)
 
@@ -321,112 +333,6 @@ def _paste_max(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
         np.maximum(region, patch[ys:ye, xs:xe], out=region)
 
 
-def _handwritten_paragraph(rng, draw, x0, y0, col_w, y_end, density, scale, size_cap) -> int:
-    """Cursive-like lines of looped pen trajectories drawn onto `draw`; returns the next y."""
-    xh = max(3.0, min(size_cap / 3, rng.uniform(5, 20) * scale))   # x-height
-    line_h = xh * rng.uniform(2.4, 3.2 + 2.0 * (1 - density))
-    pen = max(1.0, xh * rng.uniform(0.1, 0.3))
-    letter_w = xh * rng.uniform(0.55, 1.0)
-    slant = rng.uniform(-0.15, 0.6)
-    nib = rng.uniform(0, math.pi) if rng.random() < 0.5 else None
-    n_lines = int(rng.integers(1, 4 + int(6 * density)))
-    y = y0 + 2.0 * xh
-    for _ in range(n_lines):
-        if y > y_end + xh:
-            break
-        x_start = x0 + rng.uniform(0, 3 * letter_w)
-        fill = 1.0 if rng.random() < 0.3 + 0.6 * density else rng.uniform(0.2, 1)
-        _cursive_line(rng, draw, x_start, x0 + col_w * fill, y, xh, letter_w, slant, pen, nib)
-        y += line_h
-    return int(y - 1.2 * xh + line_h * rng.uniform(0.0, 0.8))
-
-
-def _cursive_line(rng, draw, x_start, x_stop, base, xh, letter_w, slant, pen, nib) -> None:
-    """A line of words, each a trochoid-like trajectory: the pen runs back on itself (a loop)
-    where the loop factor exceeds 1; letter heights vary for ascenders and descenders."""
-    per = 12                                                  # samples per letter
-    if x_stop - x_start < letter_w:
-        return
-    n_max = int((x_stop - x_start) / letter_w) + 1
-    lengths = rng.integers(1, 9, n_max)
-    gaps = letter_w * rng.uniform(0.8, 2.2, n_max)
-    starts = x_start + np.concatenate([[0.0], np.cumsum(lengths * letter_w + gaps)[:-1]])
-    fits = starts + lengths * letter_w <= x_stop
-    n_words = max(1, int(np.argmin(fits)) if not fits.all() else n_max)
-    lengths, starts = lengths[:n_words], starts[:n_words]
-    lengths[0] = max(1, min(lengths[0], int((x_stop - x_start) / letter_w)))
-    n_letters = int(lengths.sum())
-    # Letter kinds: n/m humps, u/w cups, e loops, l/h ascender loops, g/y descender loops.
-    kind = rng.choice(5, n_letters, p=[0.33, 0.22, 0.2, 0.15, 0.1])
-    amp = rng.uniform(0.8, 1.15, n_letters)
-    amp = np.where(kind == 3, rng.uniform(1.9, 2.7, n_letters), amp)
-    amp = np.where(kind == 4, -rng.uniform(1.1, 1.7, n_letters), amp)
-    loop = np.where(kind >= 2, rng.uniform(1.1, 1.7, n_letters), rng.uniform(0.0, 0.6, n_letters))
-    loop = np.where(kind >= 3, rng.uniform(1.6, 2.4, n_letters), loop)
-    cup = (kind == 1).astype(float)
-    counts = lengths * per + 1
-    word = np.repeat(np.arange(n_words), counts)
-    first_sample = np.cumsum(counts) - counts
-    u = (np.arange(counts.sum()) - first_sample[word]) / per      # letters into the word
-    g = (np.cumsum(lengths) - lengths)[word] + u                  # letters into the line
-    mids = np.arange(n_letters) + 0.5
-    amp_t, loop_t, cup_t = (np.interp(g, mids, v) for v in (amp, loop, cup))
-    t = 2 * np.pi * u
-    word_base = base + rng.normal(0, 0.02) * (starts - x_start) + rng.normal(0, 0.08 * xh, n_words)
-    x = starts[word] + letter_w * (u - loop_t * np.sin(t) / (2 * np.pi))
-    y = word_base[word] - xh * amp_t * (1 - (1 - 2 * cup_t) * np.cos(t)) / 2
-    x += slant * (word_base[word] - y)
-    knots = np.arange(0, n_letters + 4, 3.0)
-    x += np.interp(g, knots, rng.normal(0, 0.05 * xh, len(knots)))
-    y += np.interp(g, knots, rng.normal(0, 0.05 * xh, len(knots)))
-    width = pen * (1 + 0.25 * np.sin(g * rng.uniform(0.5, 2) + rng.uniform(0, 6)))
-    if nib is not None:  # a broad nib: thin along its angle, thick across it
-        d = np.arctan2(np.gradient(y), np.gradient(x))
-        width = width * (0.45 + 0.8 * np.abs(np.sin(d - nib)))
-    w_int = np.maximum(1, np.rint(width)).astype(int)
-    pts = np.stack([x, y], axis=1)
-    change = np.flatnonzero((np.diff(w_int) != 0) | (np.diff(word) != 0)) + 1
-    run_starts = np.concatenate([[0], change])
-    run_ends = np.concatenate([change, [len(x)]])
-    for s, e in zip(run_starts.tolist(), run_ends.tolist()):
-        if e < len(x) and word[e] == word[s]:
-            e += 1                                            # join onto the next run
-        wv = int(w_int[s])
-        draw.line(pts[s:e].ravel().tolist(), fill=255, width=wv, joint="curve")
-        if wv > 2:   # round the joint between runs of different width
-            r = (wv - 1) / 2
-            draw.ellipse([pts[s, 0] - r, pts[s, 1] - r, pts[s, 0] + r, pts[s, 1] + r], fill=255)
-    letter_word = np.repeat(np.arange(n_words), lengths)
-    letter_in_word = np.arange(n_letters) - (np.cumsum(lengths) - lengths)[letter_word]
-    letter_mid = first_sample[letter_word] + letter_in_word * per + per // 2
-    for k in np.flatnonzero((kind == 0) & (rng.random(n_letters) < 0.2)).tolist():  # dots, bars
-        cx = x[letter_mid[k]] + slant * 1.6 * xh
-        cy = word_base[letter_word[k]] - 1.6 * xh
-        r = max(1.0, pen * 0.7)
-        if rng.random() < 0.5:
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-        else:
-            draw.line([cx - letter_w * 0.6, cy + 0.3 * xh, cx + letter_w * 0.6, cy + 0.2 * xh],
-                      fill=255, width=max(1, int(round(pen))))
-
-
-def _scribbles(rng, draw, width, height, scale) -> None:
-    """A few smooth free curves: underlines, flourishes, signature-like strokes."""
-    for _ in range(int(rng.integers(1, 4))):
-        n = 80
-        t = np.linspace(0, 1, n)
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        span = rng.uniform(0.1, 0.5) * width
-        x = cx + span * (t - 0.5)
-        y = cy + np.zeros(n)
-        for _k in range(3):
-            f, p = rng.uniform(0.5, 6), rng.uniform(0, 2 * np.pi)
-            x += rng.normal(0, 0.05) * span * np.sin(2 * np.pi * f * t + p)
-            y += rng.normal(0, 0.08) * span * np.sin(2 * np.pi * f * t + p + 1)
-        draw.line(np.stack([x, y], 1).ravel().tolist(), fill=255,
-                  width=max(1, int(rng.uniform(1, 4) * scale)), joint="curve")
-
-
 # ----------------------------------------------------------------------------- degradation
 
 def _random_colours(rng):
@@ -446,8 +352,12 @@ def _colour(rgb: np.ndarray, channels: int) -> np.ndarray:
     return rgb if channels == 3 else np.array([rgb @ _LUMA], np.float32)
 
 
-def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int):
+def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int, clutter=None):
     """Ages a page of ink coverage into {'image', 'mask'}.
+
+    clutter: a page's clutter (binjax.data.clutter.PageClutter) or None: it may replace the
+    colours, multiplies things under the front ink (before the ink is composited) and over it
+    (after the stains), and blanks the mask off the page. It draws from its own random stream.
 
     Every field that is the same in all channels (paper texture, bleed-through, light) is
     multiplied in HxW; the page is HxWxC only from one outer product on, and the inks are
@@ -456,6 +366,8 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     h, w = print_alpha.shape
     on = rng.random(9)
     paper_rgb, ink1_rgb, ink2_rgb = _random_colours(rng)
+    if clutter is not None:
+        paper_rgb, ink1_rgb, ink2_rgb = clutter.colours(paper_rgb, ink1_rgb, ink2_rgb)
     paper, ink1, ink2 = (_colour(c, channels) * 255 for c in (paper_rgb, ink1_rgb, ink2_rgb))
 
     # Faded and broken ink. `fade` lowers contrast but the ink is still there, so it stays in
@@ -510,6 +422,8 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     if light is not None:
         paper_level *= light
     page = paper_level[..., None] * paper
+    if clutter is not None:   # ruled lines, frames, bleed-through: the front ink covers them
+        clutter.under_ink(page, paper, ink1)
     inked = np.flatnonzero(np.maximum(print_alpha, hand_alpha).ravel())
     if inked.size:
         b1, b2 = a1.ravel()[inked], a2.ravel()[inked]
@@ -519,6 +433,8 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     if stain is not None:    # stains in colour: smooth blobs of tint, over paper and ink
         for c in range(channels):
             page[..., c] *= 1 - stain_level * np.float32(1 - tint[c])
+    if clutter is not None:   # ring stains, stamps, gutter shadows, scan borders: over the ink
+        mask = clutter.over_ink(page, mask, paper)
     if on[6] < 0.5:   # sensor noise; blurred below when blur is on, like correlated scan noise
         noise = _normal_noise(rng, (h, w))
         noise *= np.float32(rng.uniform(2, 14))

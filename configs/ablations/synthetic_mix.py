@@ -1,0 +1,70 @@
+"""Synthetic pages that teach what is not ink, in the cross-collection protocol (issue #13).
+
+Three sweeps over the protocol's folds (configs/cross_collection.py, the light model; add ',unet'
+for the U-Net), each scored by launch.protocol on the fold's test collections like the protocol:
+
+  mix (no argument)  real training collections and synthetic pages with every kind of clutter
+                     (CLUTTER below; binjax/data/clutter.py) in one source, a synthetic fraction
+                     of 0, 0.25 or 0.5 of the pages (data.mix.synthetic_fraction); 0 is the
+                     protocol's own recipe, the same pages and batches
+  'pretrain'         synthetic pages only, the same steps: the synthetic-only score, and the
+                     start of 'finetune'
+  'finetune'         each fold's real collections, from the weights of its seed-0 'pretrain' run
+                     (config.init_from = PRETRAIN_ROOT/arg=<fold>,seed=0, so both fine-tuning
+                     seeds start alike); needs 'pretrain' run there first
+
+Seeds 0 and 1; 7 folds, so the mix sweep is 42 runs (~12 h on 2 CPU cores; `--only` picks folds)
+and the others 14 each. Paper and ink colours come from the fold's training collections only, so
+no test collection lends its colours.
+
+  python -m launch.protocol --config=configs/ablations/synthetic_mix.py --workdir=$HOME/binjax/synthetic_mix
+  python -m launch.protocol --config=configs/ablations/synthetic_mix.py --workdir=$HOME/binjax/synthetic_mix --only='arg=msi2015|arg=nabuco'
+  python -m launch.protocol --config=configs/ablations/synthetic_mix.py:pretrain --workdir=$HOME/binjax/synthetic_pretrain
+  python -m launch.protocol --config=configs/ablations/synthetic_mix.py:finetune --workdir=$HOME/binjax/synthetic_finetune
+  python -m launch.protocol --config=configs/ablations/synthetic_mix.py:smoke --workdir=/tmp/synthetic_mix_smoke
+
+The argument is '<fold>[,unet][,pretrain|finetune][,smoke|study]' for one run.
+"""
+
+from __future__ import annotations
+
+import os
+
+from binjax import sweep
+from configs import cross_collection
+
+FRACTIONS = (0.0, 0.25, 0.5)
+SEEDS = (0, 1)
+# Every kind on a fair share of the pages; a page mostly gets two or three kinds at once.
+CLUTTER = dict(bleed_through=0.5, scan_border=0.3, gutter=0.2, ruled=0.25, frame=0.15,
+               ring_stain=0.25, stamp=0.2, real_colours=0.7)
+PRETRAIN_ROOT = os.path.join("~", "binjax", "synthetic_pretrain")  # where 'pretrain' was run
+STAGES = ("pretrain", "finetune")
+
+
+def get_config(arg: str | None = None):
+    parts = [p for p in (arg or "").split(",") if p]
+    stage = [p for p in parts if p in STAGES]
+    if len(stage) > 1:
+        raise ValueError(f"configs/ablations/synthetic_mix.py: argument {arg!r} names both {STAGES}")
+    config = cross_collection.get_config(",".join(p for p in parts if p not in STAGES) or None)
+    data = config.data
+    data.synthetic.clutter.update(CLUTTER, colour_collections=data.collections.train)
+    if stage == ["pretrain"]:
+        data.source = "synthetic"
+    elif stage != ["finetune"]:
+        data.source = "mix"
+        data.mix.update(real="collections", synthetic_fraction=FRACTIONS[-1])
+    else:   # the protocol's real collections, from the fold's seed-0 'pretrain' weights
+        fold = next((p for p in parts if p in cross_collection.FOLDS), cross_collection.DEFAULT_FOLD)
+        config.init_from = os.path.join(os.path.expanduser(PRETRAIN_ROOT),
+                                        sweep.run_name({sweep.ARG: fold, sweep.SEED: 0}))
+    return config
+
+
+def get_sweep(arg: str | None = None):
+    stage = [p for p in (arg or "").split(",") if p in STAGES]
+    folds = [{sweep.ARG: fold} for fold in cross_collection.FOLDS]
+    if stage:
+        return sweep.with_seeds(folds, SEEDS)
+    return sweep.with_seeds([{**fold, "data.mix.synthetic_fraction": f} for fold in folds for f in FRACTIONS], SEEDS)

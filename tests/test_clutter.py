@@ -1,0 +1,156 @@
+"""Clutter that is not ink (binjax/data/clutter.py) and the real + synthetic 'mix' source."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from binjax import config_checks, defaults
+from binjax.data import clutter as clutter_lib
+from binjax.data import pipeline, sources
+from binjax.data.clutter import KINDS, Clutter
+from binjax.data.synthetic import SyntheticDocuments, render_page
+from binjax.errors import ConfigError
+
+H, W = 96, 128
+
+
+def _only(kind: str) -> Clutter:
+    return Clutter(**{kind: 1.0})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_renders_deterministically_changes_the_image_and_never_adds_ink(kind):
+    for seed in range(3):
+        channels = 1 + 2 * (seed % 2)
+        plain = render_page(seed, H, W, channels)
+        page = render_page(seed, H, W, channels, clutter=_only(kind))
+        again = render_page(seed, H, W, channels, clutter=_only(kind))
+        np.testing.assert_array_equal(page["image"], again["image"])
+        np.testing.assert_array_equal(page["mask"], again["mask"])
+        assert page["image"].shape == plain["image"].shape and page["image"].dtype == np.uint8
+        changed = np.abs(page["image"].astype(int) - plain["image"].astype(int)).max(axis=-1) > 8
+        assert changed.mean() > 0.005, f"{kind}, seed {seed}: the page hardly changed"
+        if kind == "scan_border":
+            # Off the page there is no ink; on it the mask is the plain page's.
+            assert not (page["mask"] & ~plain["mask"]).any()
+            cut = plain["mask"] != page["mask"]   # ink cut off: the bed is there now, not ink
+            assert not cut.any() or changed[cut].mean() > 0.8
+        else:
+            # The ground truth is the front text's: every clutter pixel is background.
+            np.testing.assert_array_equal(page["mask"], plain["mask"])
+
+
+def test_all_probabilities_zero_is_the_plain_generator_bit_for_bit():
+    assert Clutter.from_config(defaults.data_config().synthetic.clutter) is None
+    assert Clutter().for_page(5, H, W, 1) is None
+    docs = SyntheticDocuments(3, H, W, 3, seed=4)
+    _, val = sources.make_sources(defaults.data_config(), seed=4)
+    assert val.clutter is None and docs.clutter is None
+    for i in range(3):
+        page = SyntheticDocuments(3, H, W, 3, seed=4, clutter=Clutter.from_config(
+            defaults.data_config().synthetic.clutter))[i]
+        np.testing.assert_array_equal(page["image"], docs[i]["image"])
+
+
+def test_probabilities_pick_kinds_per_page_and_a_page_draws_alike():
+    half = Clutter(stamp=0.5)
+    chosen = [half.for_page(s, H, W, 1) for s in range(200)]
+    assert 70 < sum(c is not None for c in chosen) < 130
+    assert half.for_page(7, H, W, 1).__repr__() == half.for_page(7, H, W, 1).__repr__()
+
+
+def test_bleed_through_ranges_from_faint_to_as_dark_as_the_front_ink():
+    """How dark the back page's text gets, relative to the front ink's contrast with the paper."""
+    depths = []
+    for seed in range(16):
+        plain = render_page(seed, 128, 128, 1)
+        page = render_page(seed, 128, 128, 1, clutter=_only("bleed_through"))
+        ink = plain["mask"].astype(bool)
+        if ink.sum() < 50:
+            continue
+        grey_plain, grey = plain["image"][..., 0].astype(float), page["image"][..., 0].astype(float)
+        far = np.asarray(Image.fromarray(ink.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(5))) == 0
+        contrast = np.median(grey_plain[far]) - np.median(grey_plain[ink])
+        depths.append(np.percentile((grey_plain - grey)[far], 99.5) / max(contrast, 1))
+    assert min(depths) < 0.45 and max(depths) > 0.8, depths
+
+
+def test_real_colours_come_from_the_measured_table():
+    table = clutter_lib.real_colours()
+    assert {"dibco2013", "bickley", "monk_cuper", "msi2015", "nabuco", "phibd"} <= set(table)
+    for pages in table.values():
+        for paper, ink in pages:
+            assert paper.shape == ink.shape == (3,) and 0 <= ink.min() and paper.max() <= 1
+    page = Clutter(real_colours=1.0, colour_collections="monk_cuper").for_page(3, H, W, 3)
+    measured = np.array([p for p, _ in table["monk_cuper"]])
+    for _ in range(10):
+        paper, ink1, ink2 = page.colours(None, None, None)
+        assert np.abs(measured - paper).max(axis=1).min() < 0.09   # a monk_cuper page's paper, jittered
+        assert (ink1 < paper).all() and (ink2 < paper).all()
+    with pytest.raises(ValueError, match="colour_collections: no measured colours for \\['dibco2099'\\]"):
+        Clutter(colour_collections="dibco2099")
+
+
+def test_bad_clutter_and_mix_settings_fail_in_one_line_naming_the_key():
+    config = defaults.base_config()
+    config.data.synthetic.clutter.stamp = 1.5
+    with pytest.raises(ConfigError, match=r"^config.data.synthetic.clutter: stamp=1.5: must be a probability"):
+        config_checks.check_config(config)
+    config = defaults.base_config()
+    config.data.source = "mix"
+    config.data.mix.synthetic_fraction = 2.0
+    with pytest.raises(ConfigError, match=r"config.data.mix.synthetic_fraction=2.0"):
+        config_checks.check_config(config)
+    config.data.mix.update(synthetic_fraction=0.5, real="synthetic")
+    with pytest.raises(ConfigError, match=r"config.data.mix.real='synthetic': must be one of"):
+        config_checks.check_config(config)
+    config.data.mix.real = "folder"
+    with pytest.raises(ConfigError, match=r"config.data.folder.train is empty"):
+        config_checks.check_config(config)
+
+
+class _Grey:
+    """A 'real' source of flat grey pages (value 7, no ink): a patch from it is all 7."""
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return {"image": np.full((48, 48, 1), 7, np.uint8), "mask": np.zeros((48, 48), np.uint8)}
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.5])
+def test_mix_source_gives_the_fraction_of_synthetic_patches_asked_for(fraction):
+    mixed = sources.MixedPages.with_fraction(
+        _Grey(), fraction, 40, lambda n: SyntheticDocuments(n, 48, 48, 1, seed=0, clutter=Clutter(ruled=1.0)))
+    exact = sum(mixed.is_synthetic(i) for i in range(len(mixed))) / len(mixed)
+    assert abs(exact - fraction) <= 1 / len(mixed) and mixed.real_slots % 5 == 0
+    cfg = defaults.data_config()
+    cfg.patch_size, cfg.fg_patch_fraction, cfg.augment.enabled, cfg.read_threads = 16, 0.0, False, 0
+    it = iter(pipeline.train_dataset(mixed, cfg, seed=3, batch_size=8))
+    batches = [next(it)["image"] for _ in range(30)]
+    real = np.concatenate([(b == 7).reshape(8, -1).all(axis=1) for b in batches])
+    # 240 patches: a binomial's standard deviation is 0.028 at 0.5; 4 of them either way.
+    assert abs((1 - real.mean()) - fraction) < 0.11
+
+
+def test_make_sources_mix_over_a_folder_validates_on_the_real_pages(tmp_path):
+    for split in ("train", "val"):
+        folder = tmp_path / split
+        folder.mkdir()
+        for k in range(2):
+            page = render_page(100 + k + 10 * (split == "val"), 64, 64, 1)
+            Image.fromarray(page["image"][..., 0]).save(folder / f"p{k}_in.png")
+            Image.fromarray(np.where(page["mask"] == 1, 0, 255).astype(np.uint8)).save(folder / f"p{k}_gt.png")
+    cfg = defaults.data_config()
+    cfg.source = "mix"
+    cfg.mix.update(real="folder", synthetic_fraction=0.5)
+    cfg.folder.update(train=str(tmp_path / "train"), val=str(tmp_path / "val"))
+    cfg.synthetic.update(train_pages=6, page_height=64, page_width=64)
+    cfg.synthetic.clutter.bleed_through = 1.0
+    train, val = sources.make_sources(cfg, seed=0)
+    assert isinstance(train, sources.MixedPages) and len(train) == 12 and train.real_slots == 6
+    assert train.synthetic.clutter == Clutter(bleed_through=1.0) and len(val) == 2
+    cfg.mix.synthetic_fraction = 0.0
+    train, _ = sources.make_sources(cfg, seed=0)
+    assert len(train) == 2 and not isinstance(train, sources.MixedPages)
