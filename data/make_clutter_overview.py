@@ -51,7 +51,7 @@ def main(argv=None) -> int:
                "  python data/make_clutter_overview.py --pages 6 --size 256 --out /tmp/clutter.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=3, help="pages per kind (default 3)")
-    parser.add_argument("--size", type=int, default=192, help="page side in pixels (default 192)")
+    parser.add_argument("--size", type=int, default=160, help="page side in pixels (default 160)")
     parser.add_argument("--seed", type=int, default=0, help="page seed stream (default 0)")
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="PNG to write")
     args = parser.parse_args(argv)
@@ -59,7 +59,8 @@ def main(argv=None) -> int:
         parser.exit(2, f"--pages must be >= 1 and --size >= 32, got {args.pages} and {args.size}\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet = overview(args.pages, args.size, args.seed)
-    sheet.quantize(256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
+    # 32 colours keep the sheet small enough to sit in the repository (< 300 KB).
+    sheet.quantize(32, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
     print(f"wrote {args.out}")
     return 0
 

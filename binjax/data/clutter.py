@@ -335,7 +335,7 @@ class PageClutter:
         for side in sides:
             along, across, size = [(x, y, self.h), (x, self.h - 1 - y, self.h),
                                    (y, x, self.w), (y, self.w - 1 - x, self.w)][side]
-            edge = rng.uniform(0.0, 0.12) * size + rng.normal(0, 0.015) * along
+            edge = rng.uniform(0.01, 0.12) * size + rng.normal(0, 0.015) * along
             wobble = synthetic._smooth_noise(rng, 2, along.size, 40)[0].reshape(along.shape)
             edge = edge + rng.uniform(0, 2) * wobble
             inside = across - edge    # px into the page
