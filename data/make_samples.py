@@ -2,6 +2,7 @@
 
     python data/make_samples.py                      # the committed samples
     python data/make_samples.py --num_pages 12 --out /tmp/more
+    python data/make_samples.py --num_pages 12 --clutter bleed_through,stamp --out /tmp/cluttered
 
 Files follow DIBCO's convention: <name>_in.png (grey or RGB page) and <name>_gt.png (ink = 0
 black, background = 255 white), plus overview.png, a contact sheet with inputs above masks, and
@@ -19,20 +20,24 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+from binjax.data.clutter import KINDS, Clutter
 from binjax.data.synthetic import page_seed, render_page
 
 HERE = pathlib.Path(__file__).resolve().parent
 
 
 def write_samples(out_dir: pathlib.Path, num_pages: int, height: int, width: int, seed: int,
-                  sheet_columns: int, sheet_tile_width: int) -> list[pathlib.Path]:
-    """Renders pages (even index grey, odd index RGB), writes the pairs and the contact sheet."""
+                  sheet_columns: int, sheet_tile_width: int, clutter: Clutter | None = None) -> list[pathlib.Path]:
+    """Renders pages (even index grey, odd index RGB), writes the pairs and the contact sheet.
+
+    clutter: things that are not ink on every page (binjax.data.clutter); None: the plain pages.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written, inputs, masks = [], [], []
     for i in range(num_pages):
         channels = 3 if i % 2 else 1
         lines: list[dict] = []
-        page = render_page(page_seed(seed, i), height, width, channels, lines=lines)
+        page = render_page(page_seed(seed, i), height, width, channels, lines=lines, clutter=clutter)
         name = f"synthetic_{i:02d}_{'rgb' if channels == 3 else 'grey'}"
         text_path = out_dir / f"{name}_text.json"
         text_path.write_text(_transcript_json(height, width, lines))
@@ -91,11 +96,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sheet_columns", type=int, default=3, help="pages per contact-sheet row")
     parser.add_argument("--sheet_tile_width", type=int, default=224,
                         help="width of one page on the contact sheet")
+    parser.add_argument("--clutter", default="",
+                        help="comma-separated kinds of binjax.data.clutter drawn on every page "
+                             f"({', '.join(KINDS)}); default none: the committed samples")
     args = parser.parse_args(argv)
     if args.num_pages < 1:
         parser.error("--num_pages must be at least 1")
+    kinds = [k.strip() for k in args.clutter.split(",") if k.strip()]
+    if set(kinds) - set(KINDS):
+        parser.error(f"--clutter: unknown kinds {sorted(set(kinds) - set(KINDS))}; known: {', '.join(KINDS)}")
+    clutter = Clutter(**{k: 1.0 for k in kinds}) if kinds else None
     written = write_samples(args.out_dir, args.num_pages, args.height, args.width, args.seed,
-                            args.sheet_columns, args.sheet_tile_width)
+                            args.sheet_columns, args.sheet_tile_width, clutter)
     total = sum(p.stat().st_size for p in written)
     print(f"wrote {len(written)} files, {total / 1e6:.2f} MB, to {args.out_dir}")
 
