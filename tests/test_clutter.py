@@ -154,3 +154,46 @@ def test_make_sources_mix_over_a_folder_validates_on_the_real_pages(tmp_path):
     cfg.mix.synthetic_fraction = 0.0
     train, _ = sources.make_sources(cfg, seed=0)
     assert len(train) == 2 and not isinstance(train, sources.MixedPages)
+
+
+def _script(name: str):
+    import importlib.util  # noqa: PLC0415
+    import pathlib  # noqa: PLC0415
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "data" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"data_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_measure_colours_finds_a_known_paper_and_ink(tmp_path):
+    image = np.full((60, 80, 3), (200, 180, 150), np.uint8)
+    gt = np.full((60, 80), 255, np.uint8)
+    image[20:40, 30:50] = (60, 40, 30)
+    gt[20:40, 30:50] = 0
+    Image.fromarray(image).save(tmp_path / "p_in.png")
+    Image.fromarray(gt).save(tmp_path / "p_gt.png")
+    paper, ink = _script("measure_colours").page_colours(tmp_path / "p_in.png", tmp_path / "p_gt.png")
+    assert paper == [200, 180, 150] and ink == [60, 40, 30]
+
+
+def test_make_samples_with_clutter_keeps_the_plain_ground_truth(tmp_path):
+    make_samples = _script("make_samples")
+    make_samples.main(["--num_pages", "2", "--height", "64", "--width", "64", "--out", str(tmp_path / "plain")])
+    make_samples.main(["--num_pages", "2", "--height", "64", "--width", "64", "--clutter", "stamp,ruled",
+                       "--out", str(tmp_path / "cluttered")])
+    for name in ("synthetic_00_grey", "synthetic_01_rgb"):
+        plain, cluttered = (np.asarray(Image.open(tmp_path / d / f"{name}_{s}.png"))
+                            for d in ("plain", "cluttered") for s in ("gt",))
+        np.testing.assert_array_equal(plain, cluttered)
+        assert not np.array_equal(*(np.asarray(Image.open(tmp_path / d / f"{name}_in.png"))
+                                    for d in ("plain", "cluttered")))
+    with pytest.raises(SystemExit):
+        make_samples.main(["--clutter", "coffee", "--out", str(tmp_path / "bad")])
+
+
+def test_overview_sheet_has_a_row_per_kind_and_one_for_all():
+    sheet = _script("make_clutter_overview").overview(pages=2, size=40, seed=0)
+    assert sheet.size == (96 + 2 * (2 * 40 + 4), (len(KINDS) + 1) * (40 + 4))
+    assert np.asarray(sheet).std() > 20   # pages drawn, not a blank sheet

@@ -218,8 +218,11 @@ class PageClutter:
                      self.channels)
         return [(alpha, tone)] + layers
 
-    def _frame(self, ink_rgb: np.ndarray):
-        """A printed frame: one or two rectangles inset from the edges, perhaps a decorated band."""
+    def _frame(self, ink: np.ndarray):
+        """A printed frame: one or two rectangles inset from the edges, perhaps a decorated band.
+
+        ink: the text's ink as the page's channels, in [0, 1] (one value on a grey page).
+        """
         rng = self.rng
         img = Image.new("L", (self.w, self.h), 0)
         draw = ImageDraw.Draw(img)
@@ -236,7 +239,7 @@ class PageClutter:
                     _decorate(draw, rng, box, inner)
         alpha = np.asarray(img.filter(ImageFilter.GaussianBlur(0.5)), np.float32) / 255
         # Printed in the text's ink or in a colour of its own.
-        rgb = ink_rgb if self.channels == 3 else np.repeat(ink_rgb, 3)
+        rgb = ink if self.channels == 3 else np.repeat(ink, 3)
         rgb = rgb if rng.random() < 0.5 else np.array(
             [_LINE_COLOURS["red"], (0.55, 0.35, 0.2), _LINE_COLOURS["blue"]][int(rng.integers(3))])
         return alpha * np.float32(rng.uniform(0.6, 1.0)), _tone(rgb, self.channels)

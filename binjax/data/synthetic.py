@@ -5,7 +5,8 @@ rotation) and cursive-like handwriting (looped pen trajectories with varying pen
 laid out with random margins, spacing, columns and blank gaps, then aged: uneven
 illumination, stains, bleed-through from a back page, paper texture, faded and broken ink,
 blur, (near-)Gaussian and salt-and-pepper noise, JPEG artefacts. With channels=3 paper and inks are
-tinted (sepia paper, brown iron-gall ink, blue-black ink, ...).
+tinted (sepia paper, brown iron-gall ink, blue-black ink, ...). binjax/data/clutter.py adds, when
+asked, the dark things that are not ink (strong bleed-through, scan borders, ruled lines, stamps...).
 
 The ground truth is the clean ink mask of the front-side text and strokes, made before the
 page is aged: bleed-through, stains, shading and noise are never foreground. Only ink that is
