@@ -154,6 +154,24 @@ def test_make_sources_mix_over_a_folder_validates_on_the_real_pages(tmp_path):
     cfg.mix.synthetic_fraction = 0.0
     train, _ = sources.make_sources(cfg, seed=0)
     assert len(train) == 2 and not isinstance(train, sources.MixedPages)
+    cfg.mix.synthetic_fraction = 1.0   # synthetic only, still validated on the real pages
+    train, val = sources.make_sources(cfg, seed=0)
+    assert isinstance(train, SyntheticDocuments) and len(train) == 6 and len(val) == 2
+
+
+def test_synthetic_mix_arms():
+    from configs.ablations import synthetic_mix  # noqa: PLC0415
+
+    mix = synthetic_mix.get_config("msi2015,smoke")
+    assert (mix.data.source, mix.data.mix.real, mix.data.mix.synthetic_fraction) == ("mix", "collections", 0.5)
+    assert "msi2015" not in mix.data.synthetic.clutter.colour_collections.split(",")   # the test fold
+    assert mix.data.collections.test == "msi2015" and mix.data.synthetic.clutter.bleed_through > 0
+    pretrain = synthetic_mix.get_config("msi2015,pretrain")
+    assert (pretrain.data.source, pretrain.data.mix.synthetic_fraction) == ("mix", 1.0)
+    finetune = synthetic_mix.get_config("msi2015,finetune")
+    assert finetune.data.source == "collections" and finetune.init_from.endswith("arg=msi2015,seed=0")
+    fractions = {r["data.mix.synthetic_fraction"] for r in synthetic_mix.get_sweep(None)}
+    assert fractions == {0.0, 0.25, 0.5}
 
 
 def _script(name: str):

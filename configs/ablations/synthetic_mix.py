@@ -7,8 +7,9 @@ for the U-Net), each scored by launch.protocol on the fold's test collections li
                      (CLUTTER below; binjax/data/clutter.py) in one source, a synthetic fraction
                      of 0, 0.25 or 0.5 of the pages (data.mix.synthetic_fraction); 0 is the
                      protocol's own recipe, the same pages and batches
-  'pretrain'         synthetic pages only, the same steps: the synthetic-only score, and the
-                     start of 'finetune'
+  'pretrain'         synthetic pages only (synthetic_fraction 1), the same steps, checkpoints
+                     chosen on the real validation collection: the synthetic-only score, and
+                     the start of 'finetune'
   'finetune'         each fold's real collections, from the weights of its seed-0 'pretrain' run
                      (config.init_from = PRETRAIN_ROOT/arg=<fold>,seed=0, so both fine-tuning
                      seeds start alike); needs 'pretrain' run there first
@@ -50,11 +51,11 @@ def get_config(arg: str | None = None):
     config = cross_collection.get_config(",".join(p for p in parts if p not in STAGES) or None)
     data = config.data
     data.synthetic.clutter.update(CLUTTER, colour_collections=data.collections.train)
-    if stage == ["pretrain"]:
-        data.source = "synthetic"
-    elif stage != ["finetune"]:
+    if stage != ["finetune"]:
+        # 'pretrain' trains on synthetic pages only but, like every arm, selects its checkpoint
+        # on the fold's real validation collection.
         data.source = "mix"
-        data.mix.update(real="collections", synthetic_fraction=FRACTIONS[-1])
+        data.mix.update(real="collections", synthetic_fraction=1.0 if stage else FRACTIONS[-1])
     else:   # the protocol's real collections, from the fold's seed-0 'pretrain' weights
         fold = next((p for p in parts if p in cross_collection.FOLDS), cross_collection.DEFAULT_FOLD)
         config.init_from = os.path.join(os.path.expanduser(PRETRAIN_ROOT),
