@@ -2,13 +2,33 @@
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA compilation cache for the whole session, this process and every launcher
+# subprocess the tests start (they inherit the environment): the smoke models are compiled by
+# dozens of tests and subprocesses, and each shape compiles once. A fresh folder per session, so
+# the suite's time is a cold start's; removed at the end (pytest_sessionfinish).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="binjax-tests-xla-cache-")
+    _OWN_XLA_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
+else:
+    _OWN_XLA_CACHE = None
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    del session, exitstatus
+    if _OWN_XLA_CACHE is not None:
+        shutil.rmtree(_OWN_XLA_CACHE, ignore_errors=True)
+
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DIBCO = REPO_ROOT.parent / "shared" / "data" / "dibco"

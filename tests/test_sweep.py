@@ -20,15 +20,6 @@ ABLATIONS = sorted(p.stem for p in (REPO / "configs" / "ablations").glob("*.py")
 WHOLE_SMOKE_SWEEPS = {"augmentation": 2, "foreground": 0, "width_depth": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shared_compilation_cache(tmp_path_factory):
-    """One persistent XLA cache for this module's sweep subprocesses: same-shaped runs compile once."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("xla_cache")))
-        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-        yield
-
-
 def _field(config, dotted):
     for part in dotted.split("."):
         config = config[part]
