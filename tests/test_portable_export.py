@@ -14,7 +14,7 @@ from PIL import Image
 from binjax import binarizers, cpu_kernels, export, imageio, inference, pretrained
 from binjax.models import unet
 from binjax.portable import stablehlo
-from tests.conftest import REPO_ROOT, save_tiny_checkpoint
+from conftest import REPO_ROOT, save_tiny_checkpoint
 
 # The runner under a Python that cannot import binjax or flax (the editable install would
 # otherwise find them): `import binjax` anywhere in it raises ImportError.
