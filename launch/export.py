@@ -104,7 +104,10 @@ def main(argv):
         if "weights" in _FORMATS.value:
             export.export_model(state, config, out, card=card, dtype=_DTYPE.value)
             card = export.read_card(out)
-        model = nnx.merge(train.model_graphdefs(config)[1], state["params"], state["batch_stats"])
+            # the artifact predicts as the weights just written do (--dtype=bfloat16 rounds them)
+            model, _ = export.load_exported(out)
+        else:
+            model = nnx.merge(train.model_graphdefs(config)[1], state["params"], state["batch_stats"])
     if "stablehlo" in _FORMATS.value:
         card["stablehlo"] = stablehlo.write_stablehlo(
             model, out, in_channels=int(config.data.channels), tile=_TILE.value, platforms=_PLATFORMS.value)
