@@ -89,7 +89,7 @@ def test_the_runner_without_binjax_matches_binjax_binarize(exported, tmp_path):
 
 
 def test_the_runner_names_a_missing_model_in_one_line(tmp_path):
-    result = _run_without_binjax([stablehlo._RUNNER_SOURCE, "page.png", "out.png", "--model=none.stablehlo"],
+    result = _run_without_binjax([stablehlo.RUNNER_SOURCE, "page.png", "out.png", "--model=none.stablehlo"],
                                  tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: none.stablehlo: no such file")

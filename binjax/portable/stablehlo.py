@@ -36,7 +36,7 @@ ARTIFACT = "model.stablehlo"
 RUNNER = "run_stablehlo.py"
 DEFAULT_PLATFORMS = ("cpu", "cuda")
 PathLike = str | os.PathLike
-_RUNNER_SOURCE = pathlib.Path(__file__).with_name(RUNNER)
+RUNNER_SOURCE = pathlib.Path(__file__).with_name(RUNNER)
 
 
 def tile_predictor(model: nnx.Module):
@@ -81,7 +81,7 @@ def write_stablehlo(model: nnx.Module, out_dir: PathLike, *, in_channels: int, t
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ARTIFACT
     path.write_bytes(exported.serialize())
-    shutil.copyfile(_RUNNER_SOURCE, out_dir / RUNNER)
+    shutil.copyfile(RUNNER_SOURCE, out_dir / RUNNER)
     return describe(exported, path)
 
 
