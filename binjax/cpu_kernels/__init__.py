@@ -11,11 +11,15 @@ JAX's FFI headers, for the machine's own instruction set, into a cache keyed by 
 version, compiler and CPU (so a shared home directory on a mixed cluster is safe):
 $BINJAX_CACHE_DIR, else ~/.cache/binjax. Without a compiler, on a CPU other than x86 with AVX2
 or AVX-512, or with BINJAX_CPU_KERNELS=0, `available()` is False and callers keep XLA's own
-path: same results, slower. Off, too, when JAX's default backend is not the CPU.
+path: same results, slower. Off, too, when JAX's default backend is not the CPU, and inside
+`disabled()`: what traces a function for another process (binjax.portable), where these custom
+calls are not registered.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import functools
 import hashlib
@@ -49,6 +53,22 @@ _SYMBOLS = {CONV3X3_WGRAD: "BinjaxConv3x3Wgrad", CONV3X3_TO16: "BinjaxConv3x3To1
 DISABLE_ENV = "BINJAX_CPU_KERNELS"
 
 log = logging.getLogger(__name__)
+
+# Set by disabled(); a context variable, so one thread tracing for export leaves others' fast.
+_DISABLED = contextvars.ContextVar("binjax_cpu_kernels_disabled", default=False)
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within this block `available()` is False: functions traced here hold only XLA's own
+    operations (no custom call to these kernels), e.g. for a jax.export artifact that another
+    process, which never loaded binjax, deserializes. Jitted functions traced before keep their
+    kernels: trace a fresh function inside the block."""
+    token = _DISABLED.set(True)
+    try:
+        yield
+    finally:
+        _DISABLED.reset(token)
 
 
 @functools.cache
@@ -97,9 +117,14 @@ def _compile(compiler: str, library: Path) -> None:
         tmp_path.unlink(missing_ok=True)
 
 
-@functools.cache
 def available() -> bool:
-    """Compiles (once per machine) and registers the kernels; False if they cannot be used here."""
+    """Compiles (once per machine) and registers the kernels; False if they cannot be used here,
+    or inside `disabled()`."""
+    return not _DISABLED.get() and _available_here()
+
+
+@functools.cache
+def _available_here() -> bool:
     if os.environ.get(DISABLE_ENV, "1") == "0" or jax.default_backend() != "cpu":
         return False
     if not cpu_is_supported():

@@ -1,0 +1,132 @@
+r"""Binarize a page with an exported binjax model, without binjax: needs only jax, numpy, pillow
+(and flatbuffers, which jax.export's deserializer imports).
+
+`python -m launch.export --formats=stablehlo` writes model.stablehlo and a copy of this script
+into the export folder; copy both anywhere jax runs (CPU, or a CUDA GPU with jax[cuda12/13]):
+
+  python run_stablehlo.py scan.png scan_bw.png
+  python run_stablehlo.py scan.png scan_bw.png --model=export/model.stablehlo --probabilities=ink.npy
+  python run_stablehlo.py scan.tif scan_bw.png --overlap=0 --inference_batch=8
+
+The artifact maps uint8 tiles [b, t, t, C] (NHWC, pixels as read) to float32 ink probabilities
+[b, t, t]; its tile side t and channels C are read from the file. The page is cut as binjax does
+(tiles spread evenly with --overlap, 0.5 by default; pages smaller than a tile mirrored out to
+one), the probabilities blended with a Gaussian weight per tile (sigma = t / 8) and thresholded
+(> --threshold): the same probabilities as `binjax-binarize` gives with the same model, tile and
+overlap, to float rounding (README "Export a model" has the measured difference). The output is
+a 1-bit PNG, ink black, with the input's resolution (dpi) kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pathlib
+import sys
+
+import jax
+import numpy as np
+from PIL import Image
+
+_MIN_WEIGHT = 1e-4  # binjax.inference: keeps every pixel's weight sum away from zero
+
+
+def read_page(path: pathlib.Path, channels: int) -> tuple[np.ndarray, tuple | None]:
+    """uint8 H x W x channels (transparency composited over white paper) and the file's dpi."""
+    with Image.open(path) as image:
+        dpi = image.info.get("dpi")
+        if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grey: v / 257, as binjax
+            grey = np.clip(np.rint(np.asarray(image, np.float64) / 257.0), 0, 255).astype(np.uint8)
+            image = Image.fromarray(grey, "L")
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        page = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
+    return (page[:, :, None] if page.ndim == 2 else page), dpi
+
+
+def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Offsets of tiles covering [0, length), steps at most tile * (1 - overlap), spread evenly.
+    binjax.inference.tile_starts, repeated here because this script must not import binjax;
+    tests/test_portable_export.py holds the two to the same probabilities."""
+    max_step = max(1, int(tile * (1.0 - overlap)))
+    count = math.ceil((length - tile) / max_step) + 1
+    if count == 1:
+        return [0]
+    step = (length - tile) / (count - 1)
+    return [int(round(i * step)) for i in range(count)]
+
+
+def gaussian_weights(tile: int) -> np.ndarray:
+    axis = np.exp(-0.5 * ((np.arange(tile) - (tile - 1) / 2.0) / (tile / 8.0)) ** 2)
+    weights = np.outer(axis, axis)
+    return np.maximum(weights / weights.max(), _MIN_WEIGHT).astype(np.float32)
+
+
+def ink_probability(exported, page: np.ndarray, *, overlap: float = 0.5, batch: int = 4) -> np.ndarray:
+    """float32 H x W ink probability of a uint8 H x W x C page through the artifact, tile by tile."""
+    _, tile, _, channels = exported.in_avals[0].shape
+    height, width = page.shape[:2]
+    padded = np.pad(page, ((0, max(0, tile - height)), (0, max(0, tile - width)), (0, 0)), mode="reflect")
+    positions = [(y, x) for y in tile_starts(padded.shape[0], tile, overlap)
+                 for x in tile_starts(padded.shape[1], tile, overlap)]
+    weights = gaussian_weights(tile)
+    total = np.zeros(padded.shape[:2], np.float32)
+    weight_sum = np.zeros(padded.shape[:2], np.float32)
+    for start in range(0, len(positions), batch):
+        chunk = positions[start:start + batch]
+        # the last batch padded to the same size: one compiled program for the whole page
+        tiles = np.zeros((batch, tile, tile, channels), np.uint8)
+        for i, (y, x) in enumerate(chunk):
+            tiles[i] = padded[y:y + tile, x:x + tile]
+        probs = np.asarray(exported.call(tiles))
+        for i, (y, x) in enumerate(chunk):
+            total[y:y + tile, x:x + tile] += weights * probs[i]
+            weight_sum[y:y + tile, x:x + tile] += weights
+    np.divide(total, weight_sum, out=total)
+    return total[:height, :width]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("page", type=pathlib.Path, help="input image (PNG, TIFF, JPEG, ...)")
+    parser.add_argument("out", type=pathlib.Path, help="output 1-bit PNG")
+    parser.add_argument("--model", type=pathlib.Path,
+                        default=pathlib.Path(__file__).with_name("model.stablehlo"),
+                        help="the exported artifact (default: model.stablehlo beside this script)")
+    parser.add_argument("--overlap", type=float, default=0.5, help="fraction of a tile shared by neighbours, [0, 1)")
+    parser.add_argument("--inference_batch", type=int, default=4, help="tiles per call of the model")
+    parser.add_argument("--threshold", type=float, default=0.5, help="ink where probability > this, (0, 1)")
+    parser.add_argument("--probabilities", type=pathlib.Path, help="also save the float32 H x W probabilities (.npy)")
+    args = parser.parse_args(argv)
+    problems = [f"--overlap={args.overlap}: must be in [0, 1)" * (not 0.0 <= args.overlap < 1.0),
+                f"--inference_batch={args.inference_batch}: must be >= 1" * (args.inference_batch < 1),
+                f"--threshold={args.threshold}: must be in (0, 1)" * (not 0.0 < args.threshold < 1.0),
+                f"{args.model}: no such file (--model)" * (not args.model.is_file()),
+                f"{args.page}: no such file" * (not args.page.is_file())]
+    for problem in filter(None, problems):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        exported = jax.export.deserialize(bytearray(args.model.read_bytes()))
+    except Exception as e:  # noqa: BLE001 -- any decoding failure is the same news for the user
+        print(f"error: {args.model}: not a jax.export artifact this jax {jax.__version__} reads ({e})",
+              file=sys.stderr)
+        return 2
+    try:
+        page, dpi = read_page(args.page, exported.in_avals[0].shape[3])
+    except OSError as e:
+        print(f"error: {args.page}: not a readable image ({e})", file=sys.stderr)
+        return 2
+    probability = ink_probability(exported, page, overlap=args.overlap, batch=args.inference_batch)
+    if args.probabilities:
+        np.save(args.probabilities, probability)
+    # mode '1': True = white; ink (probability > threshold) is black
+    Image.fromarray(probability <= args.threshold).save(args.out, **({"dpi": dpi} if dpi else {}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
