@@ -90,9 +90,9 @@ def main(argv):
     if config is None and {"train", "inference"} & set(_WHAT.value):
         raise app.UsageError("--what=train and --what=inference need --config=configs/<name>.py")
     base = {
-        "model": config.model.name if config is not None else None,
+        **({"model": config.model.name} if config is not None else {}),
         "platform": jax.devices()[0].device_kind,
-        "compute_dtype": config.compute_dtype if config is not None else None,
+        **({"compute_dtype": config.compute_dtype} if config is not None else {}),
         "huge_pages": common.huge_pages_requested(),
         "winograd": convolution.winograd_enabled(),
     }

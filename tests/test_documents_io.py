@@ -224,3 +224,14 @@ def test_eight_devices_give_one_devices_outputs(scans, tmp_path):
     for sharded, single in zip(results[True][0], results[False][0]):
         assert np.abs(sharded - single).max() <= 1  # 8-bit probability maps: rounding at most
     assert results[True][1] == pytest.approx(results[False][1], abs=1e-3)
+
+
+def test_document_benchmark_times_the_job_file_to_file(tmp_path):
+    from binjax import benchmark
+
+    source = benchmark.make_scanned_pdf(tmp_path / "scans.pdf", 2, height=96, width=64, dpi=150)
+    row = benchmark.document_throughput(binarizers.ClassicBinarizer("otsu"), source, tmp_path / "out")
+    assert row["pages"] == 2 and row["page"] == "96x64" and row["output"] == "pdf"
+    assert row["s_per_page"] > 0 and row["megapixels_per_s"] == pytest.approx(96 * 64 / 1e6 / row["s_per_page"])
+    assert documents.page_count(tmp_path / "out" / "scans.pdf") == 2
+    assert len(manifest.read_rows(tmp_path / "out" / "manifest.csv")) == 2
