@@ -199,9 +199,10 @@ def make_scanned_pdf(path, pages: int, *, height: int = A4_300_DPI[0], width: in
 
 def document_throughput(binarizer, pdf_path, out_dir, *, extension: str = ".pdf") -> dict:
     """End to end, file to file, as launch/binarize.py runs it: render each page of the PDF,
-    binarize it, write one G4 PDF (or TIFF). The model is compiled first on one tile (the cost
+    binarize it (a model with its per-page quality estimate, as binarize computes it for the
+    manifest), write one G4 PDF (or TIFF). The model is compiled first on one tile (the cost
     of a run's first page, reported as compile_s); reading alone is timed too (render_s)."""
-    from binjax import binarize, documents, manifest  # noqa: PLC0415
+    from binjax import binarize, documents, manifest, quality  # noqa: PLC0415
 
     pdf_path, out_dir = pathlib.Path(pdf_path), pathlib.Path(out_dir)
     jobs, _ = binarize.plan_outputs([pdf_path], out_dir=out_dir, extension=extension)
@@ -219,8 +220,10 @@ def document_throughput(binarizer, pdf_path, out_dir, *, extension: str = ".pdf"
     compile_s = time.perf_counter() - start
 
     start, cpu_start = time.perf_counter(), time.process_time()
+    # As the launcher runs a model: its quality estimate of each page comes from the same pass.
+    page_fn = quality.PageReport(binarizer) if quality.has_probability(binarizer) else None
     with manifest.Manifest(out_dir / "manifest.csv") as rows:
-        report = binarize.binarize_files(binarizer, jobs, progress=False, manifest=rows)
+        report = binarize.binarize_files(binarizer, jobs, progress=False, manifest=rows, page_fn=page_fn)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if report.skipped:
         raise RuntimeError(f"document benchmark: {report.skipped[0]}")

@@ -9,7 +9,8 @@ already have their row, so a page is listed once however often the run is resume
 the manifest starts afresh.
 
 Columns: source, page (1-based), pages (in the source), output, width, height, dpi, seconds
-(read, binarize and write; empty for a page found done by an earlier run whose row was lost),
+(read, binarize and write; a model's first page includes compiling it; empty for a page found
+done by an earlier run whose row was lost),
 quality (the ground-truth-free estimate of binjax.quality when a model binarizes; empty for
 classic methods).
 """

@@ -65,7 +65,8 @@ _MANIFEST = flags.DEFINE_string(
 _MULTIPAGE_TIFF = flags.DEFINE_bool(
     "multipage_tiff", True, "With --format=tif, a multi-page input gives one multi-page TIFF (pages in order); "
     "otherwise, and always for PNG, numbered files <stem>_p001<suffix>.<ext>, ...")
-_BITS = flags.DEFINE_enum("bits", "1", ["1", "8"], "1 = bilevel (PNG 1-bit, TIFF and PDF CCITT G4); 8 = 8-bit grey 0/255.")
+_BITS = flags.DEFINE_enum(
+    "bits", "1", ["1", "8"], "1 = bilevel (PNG 1-bit, TIFF and PDF CCITT G4); 8 = 8-bit grey 0/255.")
 _FOREGROUND = flags.DEFINE_enum("foreground", "black", ["black", "white"], "Colour of the ink in the outputs.")
 _DEVICE = flags.DEFINE_enum(
     "device", None, ["cpu", "gpu", "tpu"], "Where the model runs (default: JAX's choice). Classic methods use the CPU.")
@@ -98,7 +99,8 @@ def _read_input_list(path: str) -> list[str]:
     try:
         lines = pathlib.Path(path).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise app.UsageError(f"--inputs_from={path}: cannot read the list ({getattr(e, 'strerror', None) or e})") from None
+        reason = getattr(e, "strerror", None) or e
+        raise app.UsageError(f"--inputs_from={path}: cannot read the list ({reason})") from None
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
