@@ -262,6 +262,12 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
                 raise
             raise ValueError(f"{job.src} page {index + 1} of {job.pages}: {e}") from None
 
+    def save_page(dst: pathlib.Path, ink: np.ndarray, resolution) -> None:
+        if dst.suffix.lower() == ".pdf":  # a one-page document as a PDF
+            pdf.save_pdf_pages(dst, [(ink, resolution)], foreground=foreground, bits=bits, dpi=dpi)
+        else:
+            imageio.save_mask(dst, ink, foreground=foreground, bits=bits, dpi=resolution)
+
     def record(job: Job, index: int, dst: pathlib.Path, shape=None, resolution=None, seconds=None,
                quality=None) -> None:
         if manifest is not None:
@@ -301,9 +307,11 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
                         yield ink, resolution
                         bar.update(1)
 
-                save = pdf.save_pdf_pages if job.outputs[0].suffix.lower() == ".pdf" else documents.save_tiff_pages
                 try:
-                    save(job.outputs[0], pages(), foreground=foreground, bits=bits)
+                    if job.outputs[0].suffix.lower() == ".pdf":
+                        pdf.save_pdf_pages(job.outputs[0], pages(), foreground=foreground, bits=bits, dpi=dpi)
+                    else:
+                        documents.save_tiff_pages(job.outputs[0], pages(), foreground=foreground, bits=bits)
                     written += 1
                 except (ValueError, OSError) as e:  # ImageError is a ValueError and names the file
                     skip(job.src, e)
@@ -318,7 +326,7 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
                 start = time.perf_counter()
                 try:
                     ink, resolution = binarized(document, job, index)
-                    imageio.save_mask(dst, ink, foreground=foreground, bits=bits, dpi=resolution)
+                    save_page(dst, ink, resolution)
                     written += 1
                     record(job, index, dst, ink.shape, resolution, time.perf_counter() - start,
                            _quality_of(page_fn, page_output(job, index)))

@@ -160,12 +160,10 @@ def scanned_image(page):
     return image, float(round(dpi))
 
 
-def _page_stream(mask: np.ndarray, resolution: Resolution | None, *, foreground: Literal["white", "black"],
-                 bits: int) -> bytes:
+def _page_stream(mask: np.ndarray, dpi: Resolution, *, foreground: Literal["white", "black"], bits: int) -> bytes:
     """One page as the image file img2pdf embeds as it is: a G4 TIFF (1 bit) or a PNG (8 bits)."""
     image = imageio.mask_image("page", mask, foreground=foreground, bits=bits)
     buffer = io.BytesIO()
-    dpi = resolution or (DEFAULT_DPI, DEFAULT_DPI)
     if bits == 1:
         image.save(buffer, format="TIFF", compression="group4", dpi=dpi)
     else:
@@ -174,18 +172,19 @@ def _page_stream(mask: np.ndarray, resolution: Resolution | None, *, foreground:
 
 
 def save_pdf_pages(path: PathLike, pages: Iterable[tuple[np.ndarray, Resolution | None]], *,
-                   foreground: Literal["white", "black"] = "black", bits: int = 1) -> int:
+                   foreground: Literal["white", "black"] = "black", bits: int = 1, dpi: float = DEFAULT_DPI) -> int:
     """Writes (mask, dpi) pages (1 = foreground) as one PDF, in order; returns the page count.
 
     Each page is encoded as it comes (CCITT G4 for 1 bit, Flate for 8) and only its compressed
     stream is kept (a 300 dpi A4 text page is ~50-150 KB), so memory holds one decoded page. A
-    page without a resolution gets DEFAULT_DPI (its size in the PDF). The file appears only when
+    page without a resolution gets ``dpi`` (its size in the PDF). The file appears only when
     complete; an exception from ``pages`` leaves nothing behind.
     """
     import img2pdf  # noqa: PLC0415
 
     path = pathlib.Path(path)
-    streams = [_page_stream(mask, resolution, foreground=foreground, bits=bits) for mask, resolution in pages]
+    streams = [_page_stream(mask, resolution or (dpi, dpi), foreground=foreground, bits=bits)
+               for mask, resolution in pages]
     if not streams:
         raise ValueError(f"{path}: no pages to write")
     tmp = temp_files.temp_path(path)

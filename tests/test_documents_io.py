@@ -106,6 +106,17 @@ def test_pdf_in_png_tif_and_pdf_out_keep_pages_sizes_and_dpi(scans, tmp_path):
         png = np.asarray(Image.open(tmp_path / "png" / f"doc_p{index + 1:03d}.png"))
         assert np.array_equal(_render(out, index, dpi) > 127, png)
 
+    # Single images: a one-page PDF each, sized by the image's dpi, or by --dpi when it has none.
+    Image.fromarray(greys[0]).save(folder / "tagged.png", dpi=(120, 120))
+    Image.fromarray(greys[1]).save(folder / "plain.png")
+    jobs = [job for job in _jobs(folder, tmp_path / "single", ".pdf") if job.src.suffix == ".png"]
+    binarize.binarize_files(otsu, jobs, progress=False, dpi=50)
+    for name, grey, dpi in (("tagged", greys[0], 120), ("plain", greys[1], 50)):
+        with pdf.PdfDocument(tmp_path / "single" / f"{name}.pdf") as document:
+            assert len(document) == 1 and pdf.embedded_dpi(document._pdf[0]) == dpi
+        assert np.array_equal(_render(tmp_path / "single" / f"{name}.pdf", 0, dpi) < 128,
+                              baselines.binarize_classic(grey, "otsu"))
+
 
 def test_bad_pdfs_are_one_line_each_and_the_rest_is_written(scans, tmp_path):
     import pikepdf
