@@ -69,6 +69,19 @@ def test_scanned_pdf_renders_at_its_own_resolution(scans):
             assert np.array_equal(image[..., 0], grey)  # the scan's own pixels, not resampled
 
 
+def test_a_page_that_is_not_a_scan_renders_at_the_dpi_asked(tmp_path):
+    import img2pdf
+
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic.render_page(0, 32, 64, channels=3)["image"]).save(buffer, format="PNG")
+    square = img2pdf.get_layout_fun((img2pdf.mm_to_pt(100), img2pdf.mm_to_pt(100)), fit=img2pdf.FitMode.into)
+    (tmp_path / "poster.pdf").write_bytes(img2pdf.convert([buffer.getvalue()], layout_fun=square))
+    with documents.open_document(tmp_path / "poster.pdf", 3, dpi=72) as document:
+        image, resolution = document.page(0)  # the image covers half the page: drawn, not a scan
+    assert resolution == (72, 72) and image.shape == (283, 283, 3)  # 100 mm = 283.5 pt at 72 dpi
+    assert (image[:60] == 255).all() and image[141].std() > 0  # white margins, the picture between
+
+
 def test_pdf_in_png_tif_and_pdf_out_keep_pages_sizes_and_dpi(scans, tmp_path):
     folder, greys = scans
     otsu = binarizers.ClassicBinarizer("otsu")
