@@ -86,6 +86,8 @@ def main(argv):
     unknown = sorted(set(_WHAT.value) - {"train", "inference", "document"})
     if unknown:
         raise app.UsageError(f"--what={','.join(unknown)}: choose among train, inference, document")
+    if "document" in _WHAT.value and _DOCUMENT_PAGES.value < 1:
+        raise app.UsageError(f"--document_pages={_DOCUMENT_PAGES.value}: give at least one page")
     config = _CONFIG.value
     if config is None and {"train", "inference"} & set(_WHAT.value):
         raise app.UsageError("--what=train and --what=inference need --config=configs/<name>.py")

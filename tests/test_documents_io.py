@@ -259,3 +259,13 @@ def test_document_benchmark_times_the_job_file_to_file(tmp_path):
     assert row["s_per_page"] > 0 and row["megapixels_per_s"] == pytest.approx(96 * 64 / 1e6 / row["s_per_page"])
     assert documents.page_count(tmp_path / "out" / "scans.pdf") == 2
     assert len(manifest.read_rows(tmp_path / "out" / "manifest.csv")) == 2
+
+
+def test_document_benchmark_flags_are_checked_before_any_work():
+    for args, expected in ((["--what=train"], "need --config"), (["--what=document", "--document_pages=0"],
+                                                                 "--document_pages=0"),
+                           (["--what=pages"], "--what=pages")):
+        result = subprocess.run([sys.executable, "-m", "launch.benchmark", *args], cwd=REPO, env=ENV,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and expected in result.stderr, (args, result.stderr[-500:])
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
