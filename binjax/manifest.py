@@ -6,7 +6,8 @@ exist, give or take the last one: a page killed between its rename and its row h
 but no row, and a row cut short by the kill is dropped when the manifest is opened again. With
 ``resume`` the rows already there are kept, the run appends, and ``has`` tells which pages
 already have their row, so a page is listed once however often the run is resumed; without it
-the manifest starts afresh.
+the manifest starts afresh. A row is never rewritten: a page redone on resume because its
+output was deleted keeps the row of the run that first wrote it.
 
 Columns: source, page (1-based), pages (in the source), output, width, height, dpi, seconds
 (read, binarize and write; a model's first page includes compiling it; empty for a page found
