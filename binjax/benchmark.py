@@ -1,12 +1,14 @@
 """Speed and memory of a config: train images/s, full-page inference megapixels/s, compile time.
 
 Measures the real jitted train step (the one `train_and_evaluate` runs) on a fixed in-memory batch,
-so the figures are the model's and the step's, not the input pipeline's; and full-page inference
-through `binjax.inference` exactly as `evaluate`/`binarize` run it.
+so the figures are the model's and the step's, not the input pipeline's; full-page inference
+through `binjax.inference` exactly as `evaluate`/`binarize` run it; and whole documents file to
+file (`document_throughput`: a generated scanned PDF of A4 pages through binarize to a G4 PDF).
 """
 
 from __future__ import annotations
 
+import pathlib
 import resource
 import statistics
 import time
@@ -165,4 +167,80 @@ def inference_throughput(
         "compile_s": compile_s,
         "page_s": page_s,
         "megapixels_per_s": height * width / 1e6 / page_s,
+    }
+
+
+# ------------------------------------------------------------------------------- documents
+
+A4_300_DPI = (3508, 2480)  # an A4 page scanned at 300 dpi: 8.7 megapixels
+
+
+def make_scanned_pdf(path, pages: int, *, height: int = A4_300_DPI[0], width: int = A4_300_DPI[1],
+                     dpi: int = 300, quality: int = 90) -> pathlib.Path:
+    """A PDF as a scanner writes it: one grey JPEG page image per page (binjax.data.synthetic
+    documents: print, handwriting, stains, bleed-through) at ``dpi``."""
+    import io  # noqa: PLC0415
+
+    import img2pdf  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    from binjax.data import synthetic  # noqa: PLC0415
+
+    streams = []
+    for seed in range(pages):  # a few MB of JPEG per page at most: the pages are never all decoded
+        grey = synthetic.render_page(seed, height, width, channels=1)["image"][..., 0]
+        buffer = io.BytesIO()
+        Image.fromarray(grey).save(buffer, format="JPEG", quality=quality, dpi=(dpi, dpi))
+        streams.append(buffer.getvalue())
+    path = pathlib.Path(path)
+    path.write_bytes(img2pdf.convert(streams))
+    return path
+
+
+def document_throughput(binarizer, pdf_path, out_dir, *, extension: str = ".pdf") -> dict:
+    """End to end, file to file, as launch/binarize.py runs it: render each page of the PDF,
+    binarize it (a model with its per-page quality estimate, as binarize computes it for the
+    manifest), write one G4 PDF (or TIFF). The model is compiled first on one tile (the cost
+    of a run's first page, reported as compile_s); reading alone is timed too (render_s)."""
+    from binjax import binarize, documents, manifest, quality  # noqa: PLC0415
+
+    pdf_path, out_dir = pathlib.Path(pdf_path), pathlib.Path(out_dir)
+    jobs, _ = binarize.plan_outputs([pdf_path], out_dir=out_dir, extension=extension)
+    (job,) = jobs
+    start = time.perf_counter()
+    with documents.open_document(pdf_path, binarizer.channels) as document:
+        height, width = document.page(0)[0].shape[:2]
+        for index in range(1, job.pages):
+            document.page(index)
+    render_s = (time.perf_counter() - start) / job.pages
+
+    start = time.perf_counter()
+    tile = getattr(binarizer, "options", {}).get("tile", 64)
+    binarizer(np.full((tile, tile, binarizer.channels), 255, np.uint8))  # compiles a model's predictor
+    compile_s = time.perf_counter() - start
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    # As the launcher runs a model: its quality estimate of each page comes from the same pass.
+    page_fn = quality.PageReport(binarizer) if quality.has_probability(binarizer) else None
+    with manifest.Manifest(out_dir / "manifest.csv") as rows:
+        report = binarize.binarize_files(binarizer, jobs, progress=False, manifest=rows, page_fn=page_fn)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    if report.skipped:
+        raise RuntimeError(f"document benchmark: {report.skipped[0]}")
+    page_s = seconds / job.pages
+    return {
+        "binarizer": binarizer.name,
+        "pages": job.pages,
+        "page": f"{height}x{width}",
+        "output": extension.lstrip("."),
+        "devices": getattr(binarizer, "num_devices", 1),
+        "compile_s": compile_s,
+        "render_s_per_page": render_s,
+        "s_per_page": page_s,
+        # CPU-seconds of this process per page (all its threads): on a machine shared with other
+        # work, wall time grows with the load but this does not; on an idle n-core machine the
+        # wall time is at least cpu_s_per_page / n.
+        "cpu_s_per_page": cpu_seconds / job.pages,
+        "megapixels_per_s": height * width / 1e6 / page_s,
+        "output_kb_per_page": job.outputs[0].stat().st_size / 1024 / job.pages,
     }

@@ -3,13 +3,19 @@
 Which files (``expand_inputs``: files, folders, globs), where their outputs go without ever
 overwriting an input (``plan_outputs``), and the loop that reads, binarizes and writes them,
 page by page, skipping unreadable files and pages (``binarize_files``). Binarizers come from
-binjax.binarizers; documents with pages (multi-page TIFFs) from binjax.documents.
+binjax.binarizers; documents with pages (multi-page TIFFs, PDFs) from binjax.documents.
 
 Output names: ``<stem><suffix>.<ext>``. Two inputs with the same stem (``page.png``,
 ``page.tif``) keep their source extension in the stem, ``page_png<suffix>.<ext>`` and
 ``page_tif<suffix>.<ext>``; only those that collide do. A document of n > 1 pages gives
-``<stem>_p001<suffix>.<ext>`` ... (three digits or more), or, with ``multipage_tiff`` and a TIFF
-output, one multi-page TIFF ``<stem><suffix>.tif`` with the pages in order.
+``<stem>_p001<suffix>.<ext>`` ... (three digits or more), or one file with the pages in order:
+always for a PDF output ``<stem><suffix>.pdf``, and with ``multipage_tiff`` for a TIFF output.
+
+Bulk runs: with ``resume`` a page whose output exists is not redone. Every output is renamed
+into place only when complete (a numbered page when it is written, a multi-page TIFF or PDF
+when all its pages are), so an output that exists is a finished one, and a killed run is
+resumed page by page for numbered outputs and document by document for multi-page ones. A
+manifest (binjax.manifest) lists each page once as it is done.
 """
 
 from __future__ import annotations
@@ -19,18 +25,20 @@ import os
 import pathlib
 import re
 import sys
+import time
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
 
-from binjax import documents, imageio, temp_files
+from binjax import documents, imageio, pdf, temp_files
 from binjax.binarizers import Binarizer
+from binjax.manifest import Manifest
 
 PathLike = str | os.PathLike
 
 # What a folder argument contributes (explicit files and globs may have any extension).
-FOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
+FOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pdf")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -70,7 +78,7 @@ def expand_inputs(args: Sequence[str], *, skip_stem_suffix: str = "") -> Inputs:
         found = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
                        and p.suffix.lower() in FOLDER_EXTENSIONS)
         if not found:
-            problems.append(f"{folder}: no images in this folder ({', '.join(FOLDER_EXTENSIONS)})")
+            problems.append(f"{folder}: no images or PDFs in this folder ({', '.join(FOLDER_EXTENSIONS)})")
         for p in found:
             add(p)
 
@@ -102,8 +110,19 @@ class Job(NamedTuple):
     """One input document and where its pages go."""
 
     src: pathlib.Path
-    outputs: tuple[pathlib.Path, ...]  # one per page, or one multi-page TIFF for all of them
+    outputs: tuple[pathlib.Path, ...]  # one per page, or one multi-page TIFF or PDF for all of them
     pages: int
+
+    @property
+    def one_file(self) -> bool:
+        """All pages go to one multi-page output (written only when complete)."""
+        return len(self.outputs) == 1 and self.pages > 1
+
+
+def one_file_for_all_pages(extension: str, multipage_tiff: bool = True) -> bool:
+    """Whether a document's pages go to one file of this extension (PDF: always)."""
+    extension = extension.lower()
+    return extension == ".pdf" or (multipage_tiff and extension in (".tif", ".tiff"))
 
 
 def plan_outputs(inputs: Sequence[pathlib.Path], *, out_dir: PathLike | None, suffix: str = "",
@@ -136,7 +155,7 @@ def plan_outputs(inputs: Sequence[pathlib.Path], *, out_dir: PathLike | None, su
     for src in inputs:
         stem = f"{src.stem}_{src.suffix.lstrip('.').lower()}" if src in collide else src.stem
         pages = documents.page_count(src)
-        if pages == 1 or (multipage_tiff and extension.lower() in (".tif", ".tiff")):
+        if pages == 1 or one_file_for_all_pages(extension, multipage_tiff):
             outputs = (folder(src) / f"{stem}{suffix}{extension}",)
         else:
             digits = max(3, len(str(pages)))
@@ -172,29 +191,48 @@ def _stat(path: pathlib.Path) -> os.stat_result | None:
 class Report(NamedTuple):
     written: int  # output files
     skipped: list[str]  # one message per file or page that could not be binarized
+    done_earlier: int = 0  # pages not redone with resume: their outputs exist
 
 
 def page_output(job: Job, index: int) -> pathlib.Path:
-    """The output name of one page: its own file, or for a page of a multi-page TIFF output the
-    numbered name it would have as a file of its own (for files written beside it)."""
-    if len(job.outputs) > 1 or job.pages == 1:
+    """The output name of one page: its own file, or for a page of a multi-page TIFF or PDF
+    output the numbered name it would have as a file of its own (for files written beside it)."""
+    if not job.one_file:
         return job.outputs[index]
     out = job.outputs[0]
     return out.with_name(f"{out.stem}_p{index + 1:0{max(3, len(str(job.pages)))}d}{out.suffix}")
 
 
+def pages_done(job: Job) -> set[int]:
+    """The pages (0-based) whose outputs exist: finished, since every output is renamed into
+    place only when complete."""
+    if job.one_file:
+        return set(range(job.pages)) if job.outputs[0].exists() else set()
+    return {index for index, dst in enumerate(job.outputs) if dst.exists()}
+
+
+def _quality_of(page_fn, dst: pathlib.Path) -> float | None:
+    """The quality estimate a quality.PageReport page_fn recorded for this page, if any."""
+    rows = getattr(page_fn, "rows", None)
+    return rows[-1]["quality"] if rows and rows[-1].get("output") == str(dst) else None
+
+
 def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Literal["white", "black"] = "black",
-                   bits: int = 1, progress: bool = True, page_fn=None) -> Report:
+                   bits: int = 1, progress: bool = True, page_fn=None, dpi: float = pdf.DEFAULT_DPI,
+                   resume: bool = False, manifest: Manifest | None = None) -> Report:
     """Binarizes each job's pages, one page in memory at a time; returns what was written and skipped.
 
     Inputs are read at the binarizer's channels (grey, RGB, RGBA, 16-bit, palette: see
-    imageio.load_image); outputs have the input's size, ink ``foreground`` ('black' = ink 0),
-    1- or 8-bit. A file or page that cannot be read or binarized is skipped with a message naming
-    it (printed to stderr at once) and the loop goes on; a multi-page TIFF output is written
-    only when all its pages are. Temporary files that killed runs left in the output folders are
-    removed first. page_fn(src, dst, image) -> ink, when given, binarizes instead of the binarizer
-    (e.g. quality.PageReport: probability maps and quality estimates from the same pass); dst is
-    the page's own output name, numbered (scan_p002.tif) for the pages of a multi-page TIFF.
+    imageio.load_image; PDF pages rendered at their scan's resolution, else at ``dpi``); outputs
+    have the input's size and resolution, ink ``foreground`` ('black' = ink 0), 1- or 8-bit. A
+    file or page that cannot be read or binarized is skipped with a message naming it (printed to
+    stderr at once) and the loop goes on; a multi-page TIFF or PDF output is written only when
+    all its pages are. Temporary files that killed runs left in the output folders are removed
+    first. resume: pages whose outputs exist are not redone. manifest: a row per page as it is
+    done (and for pages done earlier that it does not list yet). page_fn(src, dst, image) -> ink,
+    when given, binarizes instead of the binarizer (e.g. quality.PageReport: probability maps and
+    quality estimates from the same pass; the manifest takes its estimates); dst is the page's
+    own output name, numbered (scan_p002.tif) for the pages of a multi-page output.
     """
     import tqdm  # noqa: PLC0415
 
@@ -213,38 +251,87 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
         skipped.append(message)
         tqdm.tqdm.write(f"skipped {message}", file=sys.stderr)
 
-    def binarized(job: Job, index: int) -> np.ndarray:
-        image = documents.load_page(job.src, binarizer.channels, index, job.pages)  # errors name the page
+    def binarized(document: documents.Document, job: Job, index: int):
+        image, resolution = document.page(index)  # errors name the page
         try:
             if page_fn is None:
-                return np.asarray(binarizer(image), dtype=bool)
-            return np.asarray(page_fn(job.src, page_output(job, index), image), dtype=bool)
+                return np.asarray(binarizer(image), dtype=bool), resolution
+            return np.asarray(page_fn(job.src, page_output(job, index), image), dtype=bool), resolution
         except ValueError as e:  # e.g. a method that refuses a blank page
             if job.pages == 1:
                 raise
             raise ValueError(f"{job.src} page {index + 1} of {job.pages}: {e}") from None
 
-    bar = tqdm.tqdm(total=sum(job.pages for job in jobs), unit="page", desc="binarize", disable=not progress,
-                    dynamic_ncols=True)
+    def save_page(dst: pathlib.Path, ink: np.ndarray, resolution) -> None:
+        if dst.suffix.lower() == ".pdf":  # a one-page document as a PDF
+            pdf.save_pdf_pages(dst, [(ink, resolution)], foreground=foreground, bits=bits, dpi=dpi)
+        else:
+            imageio.save_mask(dst, ink, foreground=foreground, bits=bits, dpi=resolution)
+
+    def record(job: Job, index: int, dst: pathlib.Path, shape=None, resolution=None, seconds=None,
+               quality=None) -> None:
+        if manifest is not None:
+            manifest.add({"source": job.src, "page": index + 1, "pages": job.pages, "output": dst,
+                          "width": shape and shape[1], "height": shape and shape[0], "dpi": resolution,
+                          "seconds": seconds, "quality": quality})
+
+    done = {job.src: pages_done(job) if resume else set() for job in jobs}
+    done_earlier = 0
     for job in jobs:
-        job.outputs[0].parent.mkdir(parents=True, exist_ok=True)
-        if len(job.outputs) == 1 and job.pages > 1:  # one multi-page TIFF: all pages or nothing
-            def pages(job=job):
-                for index in range(job.pages):
-                    yield binarized(job, index)
-                    bar.update(1)
-            try:
-                documents.save_tiff_pages(job.outputs[0], pages(), foreground=foreground, bits=bits)
-                written += 1
-            except (ValueError, OSError) as e:  # ImageError is a ValueError and names the file
-                skip(job.src, e)
+        for index in sorted(done[job.src]):
+            done_earlier += 1
+            if manifest is not None and not manifest.has(job.src, index + 1):
+                record(job, index, job.outputs[0] if job.one_file else job.outputs[index])
+    bar = tqdm.tqdm(total=sum(job.pages - len(done[job.src]) for job in jobs), unit="page", desc="binarize",
+                    disable=not progress, dynamic_ncols=True)
+    for job in jobs:
+        todo = [index for index in range(job.pages) if index not in done[job.src]]
+        if not todo:
             continue
-        for index, dst in enumerate(job.outputs):
-            try:
-                imageio.save_mask(dst, binarized(job, index), foreground=foreground, bits=bits)
-                written += 1
-            except (ValueError, OSError) as e:
-                skip(job.src, e)
-            bar.update(1)
+        job.outputs[0].parent.mkdir(parents=True, exist_ok=True)
+        try:
+            document = documents.open_document(job.src, binarizer.channels, count=job.pages, dpi=dpi)
+        except (ValueError, OSError) as e:  # a corrupt or encrypted PDF: named, and the run goes on
+            skip(job.src, e)
+            bar.update(len(todo))
+            continue
+        with document:
+            if job.one_file:  # one multi-page TIFF or PDF: all pages or nothing
+                rows, marks = [], []
+
+                def pages(job=job, document=document, rows=rows, marks=marks):
+                    for index in range(job.pages):
+                        marks.append(time.perf_counter())  # a page's time runs to the next one's ask
+                        ink, resolution = binarized(document, job, index)
+                        rows.append((index, ink.shape, resolution, _quality_of(page_fn, page_output(job, index))))
+                        yield ink, resolution
+                        bar.update(1)
+
+                try:
+                    if job.outputs[0].suffix.lower() == ".pdf":
+                        pdf.save_pdf_pages(job.outputs[0], pages(), foreground=foreground, bits=bits, dpi=dpi)
+                    else:
+                        documents.save_tiff_pages(job.outputs[0], pages(), foreground=foreground, bits=bits)
+                    written += 1
+                except (ValueError, OSError) as e:  # ImageError is a ValueError and names the file
+                    skip(job.src, e)
+                    bar.update(job.pages - len(rows))
+                    continue
+                marks.append(time.perf_counter())
+                for (index, shape, resolution, quality), start, end in zip(rows, marks, marks[1:]):
+                    record(job, index, job.outputs[0], shape, resolution, end - start, quality)
+                continue
+            for index in todo:
+                dst = job.outputs[index]
+                start = time.perf_counter()
+                try:
+                    ink, resolution = binarized(document, job, index)
+                    save_page(dst, ink, resolution)
+                    written += 1
+                    record(job, index, dst, ink.shape, resolution, time.perf_counter() - start,
+                           _quality_of(page_fn, page_output(job, index)))
+                except (ValueError, OSError) as e:
+                    skip(job.src, e)
+                bar.update(1)
     bar.close()
-    return Report(written, skipped)
+    return Report(written, skipped, done_earlier)

@@ -379,6 +379,7 @@ def save_mask(
     foreground: Literal["white", "black"] = "black",
     bits: int = 1,
     overwrite: bool = True,
+    dpi: tuple[float, float] | None = None,
 ) -> None:
     """Writes a {0, 1} mask (1 = foreground) as PNG or TIFF, chosen by the file extension.
 
@@ -387,7 +388,7 @@ def save_mask(
     for bilevel document scans); bits=8 writes 8-bit grey with values {0, 255}.
     The file is written next to its destination and renamed into place, so an interrupted
     run never leaves a half-written mask. overwrite=False raises FileExistsError instead of
-    replacing an existing file.
+    replacing an existing file. dpi: the (x, y) resolution to record (PNG pHYs, TIFF tags).
     """
     path = pathlib.Path(path)
     fmt = _SAVE_FORMATS.get(path.suffix.lower())
@@ -396,7 +397,7 @@ def save_mask(
     im = mask_image(path, mask01, foreground=foreground, bits=bits)
     if not overwrite and path.exists():
         raise FileExistsError(f"{path}: already exists and overwrite=False")
-    options = {}
+    options = {"dpi": tuple(dpi)} if dpi else {}
     if fmt == "TIFF":
         options["compression"] = tiff_compression(bits)
     elif fmt == "PNG":

@@ -150,6 +150,18 @@ def write_quality_csv(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> path
     return path
 
 
+def read_quality_csv(path: PathLike) -> list[dict[str, Any]]:
+    """The rows of a quality.csv (write_quality_csv), the estimates as floats: a resumed run
+    keeps the rows of the pages it does not redo."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in ("quality", *ESTIMATE_KEYS):
+            if row.get(key) not in (None, ""):
+                row[key] = float(row[key])
+    return [row for row in rows if isinstance(row.get("quality"), float)]
+
+
 # ------------------------------------------------------------------------------- validation
 
 
