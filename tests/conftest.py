@@ -5,14 +5,14 @@ import pathlib
 import shutil
 import tempfile
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):  # xdist workers inherit it
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent XLA compilation cache for the whole session, this process and every launcher
 # subprocess the tests start (they inherit the environment): the smoke models are compiled by
 # dozens of tests and subprocesses, and each shape compiles once. A fresh folder per session, so
-# the suite's time is a cold start's; removed at the end (pytest_sessionfinish).
+# the suite's time is a cold start's; removed at the end (pytest_sessionfinish). pytest-xdist's
+# workers inherit the folder from the main process, which made it.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="binjax-tests-xla-cache-")
     _OWN_XLA_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]
