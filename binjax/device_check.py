@@ -118,11 +118,14 @@ def _stages(out: pathlib.Path) -> list[dict]:
 
 
 def _tests(out: pathlib.Path) -> dict | None:
-    path = out / "tests.xml"
-    if not path.exists():
+    """The tests stages' junit files (tests_*.xml), summed; None before any was written."""
+    paths = sorted(out.glob("tests_*.xml"))
+    if not paths:
         return None
-    suites = ElementTree.parse(path).getroot()
-    suites = [suites] if suites.tag == "testsuite" else list(suites)
+    suites = []
+    for path in paths:
+        root = ElementTree.parse(path).getroot()
+        suites += [root] if root.tag == "testsuite" else list(root)
     count = lambda key: sum(int(s.get(key, 0)) for s in suites)  # noqa: E731
     failed = [f"{case.get('classname')}::{case.get('name')}" for s in suites for case in s.iter("testcase")
               if case.find("failure") is not None or case.find("error") is not None]

@@ -47,7 +47,7 @@ PY=${PYTHON:-python3}
 if ! command -v "$PY" >/dev/null; then echo "device_check.sh: PYTHON=$PY not found" >&2; exit 2; fi
 mkdir -p "$OUT/logs" || exit 2
 OUT=$(cd "$OUT" && pwd)
-rm -f "$OUT/stages.tsv" "$OUT/benchmark_train.jsonl" "$OUT/inference.json" "$OUT/tests.xml" "$OUT/DRY"
+rm -f "$OUT/stages.tsv" "$OUT/benchmark_train.jsonl" "$OUT/inference.json" "$OUT"/tests_*.xml "$OUT/DRY"
 rm -rf "$OUT/train"
 # Dry runs share a loaded CPU (the suite, other jobs): their limits are stretched SCALE times.
 SCALE=1
@@ -120,20 +120,25 @@ stage environment 60 "$(head -n 1 "$OUT/nvidia_smi.txt" 2>/dev/null)" -- \
   "$PY" -m binjax.device_check environment "$OUT/environment.json"
 
 # ---------------------------------------------------------------- tests
-if (( DRY )); then  # the plumbing, on two quick tests
-  TESTS=(tests/test_cpu_paths_off_on_accelerators.py::test_the_kernels_are_allowed_on_the_cpu_backend_only
-         tests/test_models.py::test_tiny_covers_registry)
-  SELECT=()
+# On one GPU: the models, inference and the CPU paths staying off first; the train step and its
+# variants, checkpoints and losses last (after the figures), with what time is left. Tests that
+# need 8 devices (or the slow end-to-end ones) are left out; -v puts each test's name in the log.
+run_tests() {  # NAME LIMIT TESTS...
+  local name=$1 limit=$2; shift 2
+  local select=()
+  (( DRY )) || select=(-m "not slow" -k "not eight_devices and not global_under_data_parallel and not fsdp_shards and not sharded_over_devices")
+  stage "$name" "$limit" "$*, JAX_PLATFORMS=$TEST_PLATFORMS" -- \
+    env JAX_PLATFORMS=$TEST_PLATFORMS "$PY" -m pytest -v -p no:cacheprovider --junitxml="$OUT/$name.xml" \
+    "${select[@]}" "$@"
+}
+if (( DRY )); then  # the plumbing, on one quick test each
+  CORE_TESTS=(tests/test_cpu_paths_off_on_accelerators.py::test_the_kernels_are_allowed_on_the_cpu_backend_only)
+  TRAIN_TESTS=(tests/test_losses.py::test_bce_matches_hand_computation)
 else
-  # On one GPU: the models, the train step and its variants, inference, losses, checkpoints and
-  # the CPU kernels staying off. Tests that need 8 devices or build the CPU kernels are left out.
-  TESTS=(tests/test_models.py tests/test_train.py tests/test_inference.py tests/test_losses.py
-         tests/test_checkpointing.py tests/test_cpu_paths_off_on_accelerators.py)
-  SELECT=(-m "not slow" -k "not eight_devices and not global_under_data_parallel and not fsdp_shards and not sharded_over_devices")
+  CORE_TESTS=(tests/test_cpu_paths_off_on_accelerators.py tests/test_models.py tests/test_inference.py)
+  TRAIN_TESTS=(tests/test_train.py tests/test_checkpointing.py tests/test_losses.py)
 fi
-stage tests 150 "${#TESTS[@]} files/tests, JAX_PLATFORMS=$TEST_PLATFORMS" -- \
-  env JAX_PLATFORMS=$TEST_PLATFORMS "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.xml" \
-  "${SELECT[@]}" "${TESTS[@]}"
+run_tests tests_models 100 "${CORE_TESTS[@]}"
 
 # ---------------------------------------------------------------- benchmark
 if (( DRY )); then
@@ -175,6 +180,8 @@ fi
 printf '{"source": "%s", "config": "%s"}\n' "$SOURCE" "$CONFIG" > "$OUT/train_source.json"
 stage train 120 "$CONFIG; $SOURCE" -- \
   "$PY" -m launch.train --config="$CONFIG" --workdir="$OUT/train" "${TRAIN[@]}"
+
+run_tests tests_train 200 "${TRAIN_TESTS[@]}"
 
 # ---------------------------------------------------------------- the report
 echo "== report"

@@ -11,7 +11,8 @@ from binjax import device_check
 from conftest import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "launch" / "device_check.sh"
-STAGES = ["wheels", "environment", "tests", "benchmark_float32", "benchmark_bfloat16", "inference", "train"]
+STAGES = ["wheels", "environment", "tests_models", "benchmark_float32", "benchmark_bfloat16", "inference", "train",
+          "tests_train"]
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +53,13 @@ def test_the_dry_run_passes_every_stage_and_writes_the_tables(dry_run):
 
 
 def test_a_failed_or_timed_out_stage_fails_the_report_and_is_named(tmp_path, capsys):
-    (tmp_path / "stages.tsv").write_text("environment\t0\t3.0\t60\t\ntests\t1\t20.5\t150\t\n"
+    (tmp_path / "stages.tsv").write_text("environment\t0\t3.0\t60\t\ntests_models\t1\t20.5\t150\t\n"
                                          "inference\t124\t110.0\t110\t\ntrain\t-1\t0\t0\tskipped\n")
     assert device_check.main(["report", str(tmp_path)]) == 1
     report = json.loads((tmp_path / "device_check.json").read_text())
     assert [s["status"] for s in report["stages"]] == ["ok", "failed", "timed out", "skipped"]
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("device_check: FAILED: stage tests failed (exit 1")
+    assert err.count("\n") == 1 and err.startswith("device_check: FAILED: stage tests_models failed (exit 1")
     assert "stage inference timed out (exit 124, 110 s of 110; log: logs/inference.log)" in err
     assert "**Failed:**" in (tmp_path / "device_check.md").read_text()
 
