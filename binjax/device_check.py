@@ -158,8 +158,8 @@ def _training(out: pathlib.Path) -> dict | None:
 def _fmt(value) -> str:
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:.3g}"
+    if isinstance(value, float):  # 3 significant digits, without exponents for large values
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return str(value)
 
 

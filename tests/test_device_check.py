@@ -101,3 +101,14 @@ def test_the_scripts_answer_help_and_reject_bad_arguments_in_one_line(script):
     assert sum(line.lstrip().startswith("launch/") for line in result.stdout.splitlines()) >= 2
     result = subprocess.run([str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and script in result.stderr
+
+
+def test_the_report_gives_float32_runs_an_mfu_against_the_tf32_peak_too(tmp_path):
+    row = {"bench": "train", "model": "unet", "compute_dtype": "float32", "device_kind": "NVIDIA H200",
+           "devices": 1, "batch_size": 128, "patch_size": 256, "train_images_per_s": 1000.0, "step_s": 0.128,
+           "compile_s": 20.0, "achieved_tflops_per_s": 49.4, "mfu": 49.4 / 67}
+    (tmp_path / "benchmark_train.jsonl").write_text(json.dumps(row) + "\n")
+    result, markdown, failures = device_check.report(tmp_path)
+    assert failures == []
+    assert result["train_benchmark"][0]["mfu_tf32"] == pytest.approx(0.1)
+    assert "| unet float32 | 128 x 256² | 1000 | 128 | 20 | 49.4 | 0.737 | 0.1 |" in markdown
