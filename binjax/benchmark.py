@@ -33,10 +33,11 @@ def peak_device_memory_bytes() -> int | None:
 
 
 # Dense peak FLOP/s per chip for MFU, by (device_kind prefix, dtype): vendors' datasheet figures
-# without sparsity. float32 on GPUs is the non-tensor-core peak, as XLA runs f32 convs by default.
+# without sparsity. float32 on GPUs is the non-tensor-core peak, as XLA runs f32 convs by default;
+# 'tf32' is the tensor cores' float32 peak, for the MFU of a float32 run XLA sends to them.
 PEAK_FLOPS = {
-    ("NVIDIA H100", "bfloat16"): 989e12, ("NVIDIA H100", "float32"): 67e12,
-    ("NVIDIA H200", "bfloat16"): 989e12, ("NVIDIA H200", "float32"): 67e12,
+    ("NVIDIA H100", "bfloat16"): 989e12, ("NVIDIA H100", "float32"): 67e12, ("NVIDIA H100", "tf32"): 494e12,
+    ("NVIDIA H200", "bfloat16"): 989e12, ("NVIDIA H200", "float32"): 67e12, ("NVIDIA H200", "tf32"): 494e12,
     ("NVIDIA A100", "bfloat16"): 312e12, ("NVIDIA A100", "float32"): 19.5e12,
     ("NVIDIA L4", "bfloat16"): 121e12, ("NVIDIA L4", "float32"): 30e12,
     ("TPU v4", "bfloat16"): 275e12, ("TPU v5 lite", "bfloat16"): 197e12,

@@ -1,4 +1,9 @@
-"""Test setup: fake 8 CPU devices before JAX is imported, so sharding is tested on CPU."""
+"""Test setup: fake 8 CPU devices before JAX is imported, so sharding is tested on CPU.
+
+JAX_PLATFORMS, when set, is kept: launch/device_check.sh runs its selection of the suite with
+JAX_PLATFORMS=cuda on a GPU. BINJAX_TEST_HOST_DEVICES (default 8) sets the fake CPU device count;
+its dry run on the CPU uses 1, the device count of the one-GPU machine it prepares for.
+"""
 
 import os
 import pathlib
@@ -6,7 +11,8 @@ import shutil
 import tempfile
 
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):  # xdist workers inherit it
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count="
+                               + os.environ.get("BINJAX_TEST_HOST_DEVICES", "8")).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent XLA compilation cache for the whole session, this process and every launcher
 # subprocess the tests start (they inherit the environment): the smoke models are compiled by

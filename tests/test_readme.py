@@ -31,6 +31,8 @@ NOT_RUN = [
     (r"launch\.sweep .*configs/ablations/loss\.py (?!.*(--print_commands|--slurm_array))", "trains a sweep: hours"),
     (r"/data/train", "needs the user's own folders"),
     (r"launch\.protocol", "the cross-collection protocol: every collection of ../shared/data, hours"),
+    (r"^launch/(device_check|gpu_wheels)\.sh", "a GPU check (its dry run is tests/test_device_check.py) "
+     "and a download of wheels"),
 ]
 
 

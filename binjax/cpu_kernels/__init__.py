@@ -117,6 +117,13 @@ def _compile(compiler: str, library: Path) -> None:
         tmp_path.unlink(missing_ok=True)
 
 
+def allowed_on(backend: str) -> bool:
+    """Whether the kernels may be used when JAX's default backend is `backend` ('cpu', 'gpu',
+    'tpu', ...): the CPU only, and not with BINJAX_CPU_KERNELS=0. On a GPU or TPU host the model
+    then traces XLA's own convolutions, whatever the host's CPU or compiler."""
+    return backend == "cpu" and os.environ.get(DISABLE_ENV, "1") != "0"
+
+
 def available() -> bool:
     """Compiles (once per machine) and registers the kernels; False if they cannot be used here,
     or inside `disabled()`."""
@@ -125,7 +132,7 @@ def available() -> bool:
 
 @functools.cache
 def _available_here() -> bool:
-    if os.environ.get(DISABLE_ENV, "1") == "0" or jax.default_backend() != "cpu":
+    if not allowed_on(jax.default_backend()):
         return False
     if not cpu_is_supported():
         log.info("binjax CPU kernels: written for x86 AVX2 or AVX-512, not this CPU; using XLA's convolutions")
