@@ -159,3 +159,24 @@ def test_scale_report_and_factors():
     for bad in (["0"], ["abc"], ["1", "1"], []):
         with pytest.raises(ConfigError, match="--factors"):
             scale_test.parse_factors(bad)
+
+
+# ----------------------------------------------------------------------------- training over scales
+
+def test_wide_scale_range_teaches_strokes_from_half_to_twice_their_width():
+    """data.augment.scale_range (configs/ablations/scale_range.py): the wide arm's patches show a
+    page's 6 px strokes at a spread of widths the recipe's range does not reach."""
+    from binjax.data import pipeline
+
+    page, ink = stroke_page(6, size=700)
+    spreads = {}
+    for scale_range in ((0.67, 1.5), (0.5, 2.0)):
+        augment = pipeline.Augment(scale_range=scale_range, contrast=None, brightness=None, gamma=None,
+                                   blur_prob=0, noise_prob=0)
+        patches = pipeline.RandomPatch(160, 1.0, augment)
+        rng = np.random.default_rng(0)
+        widths = [text_scale.stroke_width_of_mask(patches.random_map(
+            {"image": page[..., None], "mask": ink.astype(np.uint8)}, rng)["mask"][..., 0] > 0) for _ in range(60)]
+        low, high = np.nanpercentile(widths, (5, 95))
+        spreads[scale_range] = high / low
+    assert spreads[(0.5, 2.0)] > 2.1 and spreads[(0.67, 1.5)] < 1.9, spreads
