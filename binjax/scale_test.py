@@ -149,3 +149,51 @@ def report_markdown(rows: Sequence[Mapping[str, Any]], measure: str = "fm") -> s
         worst.append(f"{value:.2f} ({c} {factor_label(f)})")
     lines.append("| **worst** | | " + " | ".join(worst) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the estimator's error
+
+
+def stroke_width_rows(root: str | pathlib.Path, collections: Sequence[str]) -> list[dict]:
+    """Per page of each collection under root: the ground truth's stroke width (text_scale.
+    stroke_width_of_mask), the estimate from the input page alone, their ratio and the estimate's
+    CPU milliseconds. Reads the team's layout (dibco/<year>/, extra/<name>/: <page>_in.png + _gt.png)."""
+    import time  # noqa: PLC0415
+
+    from binjax import imageio  # noqa: PLC0415
+    from binjax.data import collections as collections_lib  # noqa: PLC0415
+
+    root = pathlib.Path(root)
+    rows = []
+    for name in collections:
+        if name in collections_lib.DIBCO_COLLECTIONS:
+            folder, excluded = root / "dibco" / str(collections_lib.DIBCO_COLLECTIONS[name]), {}
+        else:
+            folder, excluded = root / "extra" / name, collections_lib.EXTRA_COLLECTIONS[name].excluded
+        for gt_path in sorted(folder.glob("*_gt.png")):
+            page = gt_path.name[:-len("_gt.png")]
+            if page in excluded:
+                continue
+            image = imageio.load_image(gt_path.with_name(f"{page}_in.png"), channels=1)[..., 0]
+            truth = text_scale.stroke_width_of_mask(imageio.load_image(gt_path, channels=1)[..., 0] < 128)
+            start = time.process_time()  # CPU time: the wall time on a loaded machine says little
+            estimate = text_scale.estimate_stroke_width(image)
+            rows.append({"collection": name, "page": page, "true": truth, "estimate": estimate,
+                         "ratio": estimate / truth, "cpu_ms": 1000 * (time.process_time() - start)})
+    return rows
+
+
+def stroke_width_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Per collection: pages, the true width's median (range), the estimate's median, and the
+    ratio estimate / true: median, interquartile range, range; the estimate's median CPU time."""
+    lines = ["| collection | pages | true width px, median (range) | estimate, median | estimate / true: "
+             "median | IQR | range | CPU ms per page |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in dict.fromkeys(r["collection"] for r in rows):
+        part = [r for r in rows if r["collection"] == name]
+        true, est = np.array([r["true"] for r in part]), np.array([r["estimate"] for r in part])
+        ratio = est / true
+        q1, q3 = np.nanpercentile(ratio, (25, 75))
+        lines.append(f"| {name} | {len(part)} | {np.median(true):.2f} ({true.min():.1f}-{true.max():.1f}) | "
+                     f"{np.nanmedian(est):.2f} | {np.nanmedian(ratio):.2f} | {q1:.2f}-{q3:.2f} | "
+                     f"{np.nanmin(ratio):.2f}-{np.nanmax(ratio):.2f} | {np.median([r["cpu_ms"] for r in part]):.0f} |")
+    return "\n".join(lines) + "\n"

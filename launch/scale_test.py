@@ -5,12 +5,16 @@ its ground truth with it, re-thresholded) and binarized at that size by each mod
 --rescale_modes value (none: as it is; auto: resized to the training stroke width and back, see
 binjax/text_scale.py; a number: that factor), and by the classic --methods. The DIBCO measures are
 kept per page in <out>/x<factor>/<collection>/pages.csv; <out>/report.md holds FM per collection
-and factor. Resumable: a (factor, collection) already scored is read back.
+and factor. Resumable: a (factor, collection) already scored is read back. With --stroke_widths,
+the stroke-width estimator is checked instead: each page's estimate (from the input alone) against
+its ground truth's stroke width, in <out>/stroke_widths.csv and .md.
 
   python -m launch.scale_test --out=/tmp/binjax/scale  # dibco_lite on DIBCO 2013, Bickley, PHIBD
   python -m launch.scale_test --collections=dibco2016 --factors=0.5,2 --rescale_modes=none,auto,2 \
       --out=/tmp/binjax/scale_2016
   python -m launch.scale_test --checkpoints=dibco_unet --methods=otsu --out=/tmp/binjax/scale_unet --report
+  python -m launch.scale_test --stroke_widths --collections=dibco2009,dibco2010,dibco2011,dibco2012,dibco2013,\
+dibco2014,dibco2016,bickley,monk_cuper,msi2015,nabuco,phibd --out=/tmp/binjax/widths
 """
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
@@ -36,6 +40,9 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir the collections a
 _TILE = flags.DEFINE_integer("tile", 512, "Model inference: tile size in pixels.")
 _REPORT = flags.DEFINE_bool("report", False, "Only write the report from what is scored so far.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_STROKE_WIDTHS = flags.DEFINE_bool(
+    "stroke_widths", False, "Instead of scoring: the stroke-width estimator's error per page and collection "
+    "(estimate from the input page / the ground truth's stroke width).")
 flags.mark_flags_as_required(["out"])
 
 
@@ -62,6 +69,8 @@ def main(argv):
     factors = scale_test.parse_factors(_FACTORS.value)
     names = collections.parse_collections(_COLLECTIONS.value, "--collections")
     out = pathlib.Path(_OUT.value)
+    if _STROKE_WIDTHS.value:
+        return _stroke_widths(names, out)
     if _REPORT.value:
         rows = [r for path in sorted(out.glob("x*/*/pages.csv")) for r in scale_test.read_rows(path)]
     else:
@@ -78,6 +87,25 @@ def main(argv):
     (out / "report.md").write_text("FM % per collection and scale (mean over pages)\n\n" + report)
     print(report)
     print(f"Files: {out / 'report.md'}, {out}/x<factor>/<collection>/pages.csv")
+
+
+def _stroke_widths(names, out: pathlib.Path) -> None:
+    import csv  # noqa: PLC0415
+
+    from binjax import scale_test  # noqa: PLC0415
+
+    rows = scale_test.stroke_width_rows(_ROOT.value, names)
+    if not rows:
+        raise app.UsageError(f"--root={_ROOT.value}: no <page>_gt.png pages of {', '.join(names)} there")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "stroke_widths.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    table = scale_test.stroke_width_markdown(rows)
+    (out / "stroke_widths.md").write_text(table)
+    print(table)
+    print(f"Files: {out / 'stroke_widths.csv'}, {out / 'stroke_widths.md'}")
 
 
 def run():
