@@ -135,7 +135,9 @@ def report_markdown(rows: Sequence[Mapping[str, Any]], measure: str = "fm") -> s
     lines = [f"| collection | scale | " + " | ".join(binarizers) + " |", "|---|---:|" + "---:|" * len(binarizers)]
     for collection in collections:
         for factor in factors:
-            cells = means.get((collection, factor), {})
+            if (collection, factor) not in means:
+                continue
+            cells = means[(collection, factor)]
             lines.append(f"| {collection} | {factor_label(factor)} | "
                          + " | ".join(f"{cells[b]:.2f}" if b in cells else "" for b in binarizers) + " |")
     for factor in factors:
