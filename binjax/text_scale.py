@@ -4,7 +4,7 @@ The released models learned DIBCO's text: strokes of a few pixels (``TRAINING_ST
 On a page whose strokes are much thinner or thicker they lose letters (issue #13: scikit-image's
 ``data.page()`` loses its dark margin's letters at x1 and is fine upscaled 2-4x). So:
 
-  width = estimate_stroke_width(page)          # no ground truth; ~10-30 ms on an A4 page
+  width = estimate_stroke_width(page)          # no ground truth; 16-38 ms of CPU, an A4 page too
   factor = auto_factor(width)                  # TRAINING_STROKE_WIDTH / width, clipped to FACTOR_RANGE
   prob = rescaled_probability(predict, page, factor)   # page resized, predicted, resized back
 
