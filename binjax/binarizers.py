@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from binjax import baselines, imageio
+from binjax import baselines, imageio, text_scale
 from binjax.errors import ConfigError
 
 PathLike = str | os.PathLike
@@ -57,9 +57,12 @@ class ModelBinarizer:
     """
 
     def __init__(self, checkpoint: PathLike, *, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
-                 flip_tta: bool = False, threshold: float = 0.5, name: str = "model", all_devices: bool = True):
+                 flip_tta: bool = False, threshold: float = 0.5, rescale: str | float | None = None,
+                 name: str = "model", all_devices: bool = True):
         check_inference_options(tile=tile, overlap=overlap, batch_size=batch_size, flip_tta=flip_tta,
-                                threshold=threshold)
+                                threshold=threshold, rescale=rescale)
+        # Text scale (binjax.text_scale): None, 'auto' or a factor; None is the plain path.
+        self.rescale = text_scale.parse_rescale(rescale)
         # JAX and the model code load only when a model is used: classic-only runs stay light.
         import jax  # noqa: PLC0415
 
@@ -78,9 +81,12 @@ class ModelBinarizer:
         self.name = name
         self.description = (f"model {self.config.model.name} from {self.step_dir} ({self.channels} channel(s); "
                             + ", ".join(f"{k}={v}" for k, v in self.options.items())
+                            + (f", rescale={self.rescale}" if self.rescale is not None else "")
                             + f"; {self.num_devices} {jax.devices()[0].platform} device(s))")
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self.rescale is not None:
+            return self.probability(image) > self.options["threshold"]
         ink = self._binarize_page(self._predict_fn, imageio.to_channels(image, self.channels), **self.options)
         return np.asarray(ink, dtype=bool)
 
@@ -90,7 +96,12 @@ class ModelBinarizer:
         from binjax import inference  # noqa: PLC0415
 
         options = {k: v for k, v in self.options.items() if k != "threshold"}
-        return inference.sliding_window_predict(self._predict_fn, imageio.to_channels(image, self.channels), **options)
+        image = imageio.to_channels(image, self.channels)
+        if self.rescale is None:
+            return inference.sliding_window_predict(self._predict_fn, image, **options)
+        return text_scale.rescaled_probability(
+            lambda page: inference.sliding_window_predict(self._predict_fn, page, **options), image,
+            text_scale.page_factor(self.rescale, image), tile=self.options["tile"])
 
 
 Binarizer = ClassicBinarizer | ModelBinarizer
@@ -114,7 +125,8 @@ def parse_method(spec: str) -> tuple[str, dict[str, float]]:
 
 
 def check_inference_options(*, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
-                            flip_tta: bool = False, threshold: float = 0.5) -> None:
+                            flip_tta: bool = False, threshold: float = 0.5,
+                            rescale: str | float | None = None) -> None:
     """Raises ConfigError naming the flag when a model-inference option is out of range.
 
     Called before any model loads or page is read, so a bad flag fails once, not once per page
@@ -130,6 +142,7 @@ def check_inference_options(*, tile: int = 512, overlap: float = 0.5, batch_size
     if not (math.isfinite(threshold) and 0.0 < threshold < 1.0):
         raise ConfigError(f"--threshold={threshold}: the ink probability threshold must be in (0, 1), "
                           "exclusive (0 or 1 would make every pixel ink, or none)")
+    text_scale.parse_rescale(rescale)  # ConfigError naming --rescale
 
 
 def default_binarizer(**inference_options) -> Binarizer:

@@ -62,10 +62,10 @@ def _score(binarizers: Mapping[str, Any], names: Sequence[str], config, out_dir:
     return rows
 
 
-def _write_rows(path: pathlib.Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def _write_rows(path: pathlib.Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = _PAGE_COLUMNS) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=_PAGE_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)  # a killed run leaves no half table that would count as done

@@ -118,6 +118,10 @@ def define_inference_flags() -> Callable[[], dict]:
     flags.FLAGS["batch"].help = "Deprecated: the old name of --inference_batch."
     flip_tta = flags.DEFINE_bool("flip_tta", False, "Model inference: average over flipped copies (slower).")
     threshold = flags.DEFINE_float("threshold", 0.5, "Model inference: ink probability threshold.")
+    from binjax import text_scale  # noqa: PLC0415 -- numpy, scipy and PIL only: no JAX
+
+    rescale = flags.DEFINE_string("rescale", "none", text_scale.RESCALE_HELP)
     return lambda: dict(
-        tile=tile.value, overlap=overlap.value, batch_size=batch.value, flip_tta=flip_tta.value, threshold=threshold.value
+        tile=tile.value, overlap=overlap.value, batch_size=batch.value, flip_tta=flip_tta.value, threshold=threshold.value,
+        rescale=rescale.value,
     )

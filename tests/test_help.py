@@ -12,10 +12,11 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-LAUNCHERS = ["train", "evaluate", "binarize", "export", "sweep", "benchmark", "protocol"]
+LAUNCHERS = ["train", "evaluate", "binarize", "export", "sweep", "benchmark", "protocol", "scale_test"]
 # A flag each launcher must list, besides the shared vocabulary below.
 KEY_FLAG = {"train": "--workdir", "evaluate": "--data", "binarize": "--suffix", "export": "--card",
-            "sweep": "--report", "benchmark": "--what", "protocol": "--checkpoints"}
+            "sweep": "--report", "benchmark": "--what", "protocol": "--checkpoints",
+            "scale_test": "--factors"}
 
 
 def _check_help(result: subprocess.CompletedProcess, module: str, name: str) -> None:
