@@ -23,8 +23,7 @@ def _randomise_batch_norms(model, seed=0):
             m.bias[...] = jnp.asarray(rng.normal(0, 0.5, c), jnp.float32)
 
 
-@pytest.mark.parametrize("channels,stride,size", [(1, 2, (16, 16)), (1, 2, (9, 12)), (3, 1, (7, 10)),
-                                                  (3, 2, (11, 8))])
+@pytest.mark.parametrize("channels,stride,size", [(1, 2, (9, 12)), (3, 1, (7, 10))])
 def test_few_input_conv_matches_lax_values_and_gradients(channels, stride, size):
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.random((2, *size, channels)), jnp.float32)
@@ -39,7 +38,8 @@ def test_few_input_conv_matches_lax_values_and_gradients(channels, stride, size)
 
     np.testing.assert_allclose(fast(x, kernel), reference(x, kernel), rtol=1e-5, atol=1e-5)
     loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))  # noqa: E731
-    for got, want in zip(jax.grad(loss(fast), (0, 1))(x, kernel), jax.grad(loss(reference), (0, 1))(x, kernel)):
+    grads = [jax.jit(jax.grad(loss(f), (0, 1)))(x, kernel) for f in (fast, reference)]
+    for got, want in zip(*grads):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -67,7 +67,7 @@ def test_lite_eval_mode_with_folds_equals_plain_layers(in_channels, monkeypatch)
 def test_train_mode_never_folds_and_matches_plain_layers(monkeypatch):
     """Train mode normalises with the batch's statistics: nothing to fold, the stem's values and
     the gradients are the plain layers' up to rounding."""
-    model = create_model("lite", in_channels=1, widths=(8, 16), blocks=(1, 1), head_width=4,
+    model = create_model("lite", in_channels=1, widths=(4, 8), blocks=(1, 1), head_width=4,
                          rngs=nnx.Rngs(jax.random.key(0, impl="rbg")))
     x = jnp.asarray(np.random.default_rng(3).random((2, 16, 16, 1)), jnp.float32)
     graphdef, state = nnx.split(model)
