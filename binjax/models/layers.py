@@ -283,11 +283,12 @@ class ConvNormAct(nnx.Module):
                 and convolution.takes_winograd(conv.in_features, conv.out_features))
 
     def _few_inputs(self, x: jax.Array) -> bool:
-        """A 3x3 conv from an image's few channels (any stride): conv3x3_few_inputs."""
+        """A strided 3x3 conv from an image's few channels: conv3x3_few_inputs. (Stride-1 ones,
+        e.g. the U-Net's first conv, keep convolution.conv_general_dilated's CPU kernels.)"""
         conv = self.conv
         return (isinstance(conv, nnx.Conv) and x.ndim == 4 and conv.in_features <= FEW_INPUT_CHANNELS
                 and tuple(conv.kernel_size) == (3, 3) and conv.padding == "SAME"
-                and conv.feature_group_count == 1 and len(set(conv.strides)) == 1
+                and conv.feature_group_count == 1 and len(set(conv.strides)) == 1 and conv.strides[0] > 1
                 and conv.input_dilation in (1, (1, 1)) and conv.kernel_dilation in (1, (1, 1)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
