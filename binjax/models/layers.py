@@ -87,6 +87,63 @@ def batch_sharded(sharding, ndim: int):
     return sharding.update(spec=P(batch_axis, *([None] * (ndim - 1))))
 
 
+def eval_affine(norm: nnx.Module) -> tuple[jax.Array, jax.Array] | None:
+    """(gain, offset) when `norm` is an eval-mode BatchNorm (y = x * gain + offset), else None.
+
+    A linear layer followed by such a norm is one linear layer with the kernel's output columns
+    scaled by gain and offset added to its bias: folding saves the separate pass over the
+    activation and equals the unfolded layers up to float rounding.
+    """
+    if (isinstance(norm, batch_norm.BatchNorm) and norm.use_running_average is True
+            and norm.scale is not None and norm.bias is not None):
+        return norm.running_affine()
+    return None
+
+
+def fold_affine(kernel: jax.Array, bias: jax.Array | None, affine: tuple[jax.Array, jax.Array] | None):
+    """(kernel, bias) of `layer(x) * gain + offset` for a layer linear in x with output channels on
+    the kernel's last axis; unchanged when `affine` is None."""
+    if affine is None:
+        return kernel, bias
+    gain, offset = affine
+    return kernel * gain, offset if bias is None else bias * gain + offset
+
+
+def _same_taps(x: jax.Array, stride: int, dilation: int):
+    """The nine (i, j, shifted view) of a 3x3 'SAME' window over NHWC x, stride and dilation as
+    lax (XLA's 'SAME': out = ceil(size / stride), the extra padded pixel at the end)."""
+    pads, outs = [], []
+    for size in x.shape[1:3]:
+        out = -(-size // stride)
+        total = max((out - 1) * stride + 2 * dilation + 1 - size, 0)
+        pads.append((total // 2, total - total // 2))
+        outs.append(out)
+    s, d = stride, dilation
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    for i in range(3):
+        for j in range(3):
+            yield i, j, xp[:, i * d: i * d + (outs[0] - 1) * s + 1: s, j * d: j * d + (outs[1] - 1) * s + 1: s, :]
+
+
+# Up to this many input channels a 3x3 conv runs as shifted multiply-adds (conv3x3_few_inputs).
+FEW_INPUT_CHANNELS = 4
+
+
+def conv3x3_few_inputs(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """3x3 'SAME' conv of NHWC x with few channels (an image's 1 or 3), kernel HWIO [3,3,C,O], as
+    9 * C broadcast multiply-adds that XLA fuses into one loop.
+
+    XLA:CPU's generic convolution handles a 1-channel input poorly: LiteUNet's stride-2 stem
+    (1 -> 16 channels on a 512^2 tile) was its costliest layer (~12 % of the forward pass).
+    """
+    y = None
+    for i, j, tap in _same_taps(x, stride, 1):
+        for c in range(x.shape[-1]):
+            term = tap[..., c:c + 1] * kernel[i, j, c]
+            y = term if y is None else y + term
+    return y
+
+
 class Pointwise(nnx.Module):
     """1x1 convolution written as a matmul over channels.
 
@@ -100,10 +157,12 @@ class Pointwise(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
         self.dtype = dtype
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.astype(self.dtype)
-        y = channel_matmul(x, self.kernel[0, 0].astype(self.dtype))
-        return y if self.bias is None else y + self.bias.astype(self.dtype)
+    def __call__(self, x: jax.Array, affine: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+        """x @ kernel (+ bias); with `affine` (gain, offset) [out], (x @ kernel + bias) * gain +
+        offset, folded into the kernel and bias (an eval-mode BatchNorm, see eval_affine)."""
+        kernel, bias = fold_affine(self.kernel[0, 0], None if self.bias is None else self.bias[...], affine)
+        y = channel_matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+        return y if bias is None else y + bias.astype(self.dtype)
 
 
 class ConvTranspose2x2(nnx.Module):
@@ -167,25 +226,16 @@ class Depthwise3x3(nnx.Module):
         self.dilation = dilation
         self.dtype = dtype
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, affine: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+        """The conv (+ bias); with `affine` (gain, offset) [C], times gain plus offset, folded
+        into the kernel and bias (an eval-mode BatchNorm, see eval_affine)."""
+        kernel, bias = fold_affine(self.kernel[:, :, 0, :], None if self.bias is None else self.bias[...], affine)
+        kernel = kernel.astype(self.dtype)
         x = x.astype(self.dtype)
-        kernel = self.kernel[:, :, 0, :].astype(self.dtype)
-        s, d = self.strides, self.dilation
-        pads, outs = [], []
-        for size in x.shape[1:3]:
-            # XLA's 'SAME': out = ceil(size / stride), padding split with the extra pixel at the end.
-            out = -(-size // s)
-            total = max((out - 1) * s + 2 * d + 1 - size, 0)
-            pads.append((total // 2, total - total // 2))
-            outs.append(out)
-        xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
         y = None
-        for i in range(3):
-            for j in range(3):
-                tap = xp[:, i * d: i * d + (outs[0] - 1) * s + 1: s,
-                         j * d: j * d + (outs[1] - 1) * s + 1: s, :] * kernel[i, j]
-                y = tap if y is None else y + tap
-        return y if self.bias is None else y + self.bias.astype(self.dtype)
+        for i, j, tap in _same_taps(x, self.strides, self.dilation):
+            y = tap * kernel[i, j] if y is None else y + tap * kernel[i, j]
+        return y if bias is None else y + bias.astype(self.dtype)
 
 
 class ConvNormAct(nnx.Module):
@@ -232,14 +282,43 @@ class ConvNormAct(nnx.Module):
                 and conv.input_dilation in (1, (1, 1)) and conv.kernel_dilation in (1, (1, 1))
                 and convolution.takes_winograd(conv.in_features, conv.out_features))
 
+    def _few_inputs(self, x: jax.Array) -> bool:
+        """A strided 3x3 conv from an image's few channels: conv3x3_few_inputs. (Stride-1 ones,
+        e.g. the U-Net's first conv, keep convolution.conv_general_dilated's CPU kernels.)"""
+        conv = self.conv
+        return (isinstance(conv, nnx.Conv) and x.ndim == 4 and conv.in_features <= FEW_INPUT_CHANNELS
+                and tuple(conv.kernel_size) == (3, 3) and conv.padding == "SAME"
+                and conv.feature_group_count == 1 and len(set(conv.strides)) == 1 and conv.strides[0] > 1
+                and conv.input_dilation in (1, (1, 1)) and conv.kernel_dilation in (1, (1, 1)))
+
     def __call__(self, x: jax.Array) -> jax.Array:
         if self._folds_into_conv(x):
-            dtype = self.conv.dtype or x.dtype
-            gain, offset = self.norm.running_affine()
-            return convolution.conv3x3_affine_relu(
-                x.astype(dtype), self.conv.kernel[...].astype(dtype), gain, offset).astype(self.norm.dtype or dtype)
-        x = self.norm(self.conv(x))
+            return self._fused_conv3x3(x)
+        x = self.pre_activation(x)
         return x if self.activation is None else self.activation(x)
+
+    def _fused_conv3x3(self, x: jax.Array) -> jax.Array:
+        dtype = self.conv.dtype or x.dtype
+        gain, offset = self.norm.running_affine()
+        return convolution.conv3x3_affine_relu(
+            x.astype(dtype), self.conv.kernel[...].astype(dtype), gain, offset).astype(self.norm.dtype or dtype)
+
+    def pre_activation(self, x: jax.Array) -> jax.Array:
+        """norm(conv(x)), the layer without its activation (an eval-mode BatchNorm folds into
+        the matmul's or the small conv's weights)."""
+        affine = eval_affine(self.norm)
+        if isinstance(self.conv, Pointwise):
+            x = self.conv(x, affine)
+        elif self._few_inputs(x):
+            conv = self.conv
+            dtype = conv.dtype or x.dtype
+            kernel, bias = fold_affine(conv.kernel[...], None if conv.bias is None else conv.bias[...], affine)
+            x = conv3x3_few_inputs(x.astype(dtype), kernel.astype(dtype), conv.strides[0])
+            x = x if bias is None else x + bias.astype(dtype)
+        else:
+            affine = None
+            x = self.conv(x)
+        return self.norm(x) if affine is None else x.astype(self.norm.dtype or x.dtype)
 
 
 def call_block(block: nnx.Module, *args: jax.Array, remat: bool = False) -> jax.Array:

@@ -54,7 +54,9 @@ class InvertedResidual(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = x if self.expand is None else self.expand(x)
-        y = nnx.relu6(self.depthwise_norm(self.depthwise(y)))
+        affine = layers.eval_affine(self.depthwise_norm)  # an eval-mode BatchNorm folds into the conv
+        y = self.depthwise(y, affine)
+        y = nnx.relu6(self.depthwise_norm(y) if affine is None else y)
         return x + self.project(y)
 
 
