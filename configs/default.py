@@ -1,7 +1,7 @@
 """U-Net on synthetic degraded documents: the main job of the README quickstart.
 
-Trains in about 3 minutes on an idle 2-core x86 CPU with binjax's CPU kernels (2026-12-01; more
-when other jobs share the cores) and beats Otsu on its own validation patches (README, Results).
+Trains in 3-4.5 minutes on an idle 2-core x86 CPU with binjax's CPU kernels (3 min on 2026-12-01's
+AVX-512 + AMX machine, 4 min 15 s on 2026-12-04's AMD EPYC; more when other jobs share the cores) and beats Otsu on its own validation patches (README, Results).
 
   python -m launch.train --config=configs/default.py --workdir=/tmp/binjax/default
   python -m launch.train --config=configs/default.py:smoke --workdir=/tmp/binjax/smoke
