@@ -62,10 +62,14 @@ class PdfDocument:
                 message = "encrypted PDF (it needs a password): decrypt it first, e.g. qpdf --decrypt"
             else:  # "Failed to load document (PDFium: Data format error)." -> the reason
                 reason = message[message.find("(") + 1:message.rfind(")")] if "(" in message else message
-                message = f"corrupt or not a PDF ({reason})"
+                # PDFium refuses a PDF with no pages too, with whatever error code it last set.
+                message = f"corrupt, not a PDF or without pages ({reason})"
             raise imageio.ImageError(f"{self.path}: {message}") from None
         except OSError as e:
             raise imageio.ImageError(f"{self.path}: cannot read ({e.strerror or e})") from None
+        if len(self._pdf) == 0:
+            self._pdf.close()
+            raise imageio.ImageError(f"{self.path}: no pages")
 
     def __len__(self) -> int:
         return len(self._pdf)

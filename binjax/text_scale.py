@@ -271,7 +271,11 @@ def rescaled_probability(probability_fn: Callable[[np.ndarray], np.ndarray], ima
     if scaled_h * scaled_w <= max_pixels:
         return resize_probability(probability_fn(resize_image(image, (scaled_h, scaled_w))), (height, width))
     margin = math.ceil(tile / factor)  # one tile of context (at the model's scale) each side
-    band = max(1, int(max_pixels / (scaled_w * factor)) - 2 * margin)  # source rows per band
+    # Source rows per band, so that a band and its margins stay under max_pixels once scaled; but at
+    # least one margin of rows, or a wide page at a large factor would go one source row at a time
+    # (each row re-running the model on 2 margins of context). A band then holds up to three tiles'
+    # height at the model's scale, across the page's scaled width.
+    band = max(margin, int(max_pixels / (scaled_w * factor)) - 2 * margin)
     prob = np.empty((height, width), np.float32)
     for top in range(0, height, band):
         bottom = min(height, top + band)

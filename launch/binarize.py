@@ -107,7 +107,8 @@ def _read_input_list(path: str) -> list[str]:
 def main(argv):
     if flags.FLAGS.distributed:
         raise app.UsageError("--distributed: binarize runs on one host (all its devices); split the inputs "
-                             "between hosts with --inputs_from instead")
+                             "between hosts with --inputs_from, each host with its own --out (hosts sharing "
+                             "one --out would overwrite each other's manifest and temporary files)")
     inputs = argv[1:] + (_read_input_list(_INPUTS_FROM.value) if _INPUTS_FROM.value else [])
     if not inputs:
         raise app.UsageError("give the images to binarize: files, folders or globs (or --inputs_from=LIST)")

@@ -145,7 +145,7 @@ def test_bad_pdfs_are_one_line_each_and_the_rest_is_written(scans, tmp_path):
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert sum(line.startswith("skipped ") for line in lines) == 2, result.stderr
-    assert any(f"skipped {folder / 'corrupt.pdf'}: corrupt or not a PDF" in line for line in lines)
+    assert any(f"skipped {folder / 'corrupt.pdf'}: corrupt, not a PDF or without pages" in line for line in lines)
     assert any(f"skipped {folder / 'locked.pdf'}: encrypted PDF" in line for line in lines)
     assert sorted(p.name for p in out.iterdir()) == ["doc.pdf", "manifest.csv"]
     rows = manifest.read_rows(out / "manifest.csv")

@@ -180,3 +180,19 @@ def test_wide_scale_range_teaches_strokes_from_half_to_twice_their_width():
         low, high = np.nanpercentile(widths, (5, 95))
         spreads[scale_range] = high / low
     assert spreads[(0.5, 2.0)] > 2.1 and spreads[(0.67, 1.5)] < 1.9, spreads
+
+
+def test_bands_of_a_wide_page_at_a_large_factor_are_never_a_row_high():
+    """A wide page scaled 4x past max_pixels: bands of at least one margin of rows, so the model
+    runs a handful of times, not once per source row."""
+    calls = []
+
+    def probability(page):
+        calls.append(page.shape)
+        return np.full(page.shape[:2], 0.25, np.float32)
+
+    page = np.full((64, 400, 1), 200, np.uint8)
+    prob = text_scale.rescaled_probability(probability, page, 4.0, tile=32, max_pixels=20_000)
+    assert prob.shape == (64, 400)
+    np.testing.assert_allclose(prob, 0.25, atol=1e-6)
+    assert len(calls) <= 64 // 8  # margin = tile / factor = 8 source rows
