@@ -158,8 +158,7 @@ def plan_outputs(inputs: Sequence[pathlib.Path], *, out_dir: PathLike | None, su
         if pages == 1 or one_file_for_all_pages(extension, multipage_tiff):
             outputs = (folder(src) / f"{stem}{suffix}{extension}",)
         else:
-            digits = max(3, len(str(pages)))
-            outputs = tuple(folder(src) / f"{stem}_p{i:0{digits}d}{suffix}{extension}" for i in range(1, pages + 1))
+            outputs = tuple(folder(src) / f"{stem}{_page_tag(i, pages)}{suffix}{extension}" for i in range(pages))
         problem = None
         for dst in outputs:
             key = dst.resolve()
@@ -200,7 +199,12 @@ def page_output(job: Job, index: int) -> pathlib.Path:
     if not job.one_file:
         return job.outputs[index]
     out = job.outputs[0]
-    return out.with_name(f"{out.stem}_p{index + 1:0{max(3, len(str(job.pages)))}d}{out.suffix}")
+    return out.with_name(f"{out.stem}{_page_tag(index, job.pages)}{out.suffix}")
+
+
+def _page_tag(index: int, pages: int) -> str:
+    """'_p001' for page index 0: at least three digits, as many as the page count needs."""
+    return f"_p{index + 1:0{max(3, len(str(pages)))}d}"
 
 
 def pages_done(job: Job) -> set[int]:
