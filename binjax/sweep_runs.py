@@ -1,7 +1,9 @@
 """Training a sweep's runs: one after another in this process, or as parallel subprocesses.
 
 Each run trains in its own workdir exactly as `launch/train.py` would, so an interrupted sweep
-resumes where it stopped; a finished run gets a DONE marker (binjax.sweep.mark_done).
+resumes where it stopped; a finished run gets a DONE marker (binjax.sweep.mark_done). An
+``on_done(overrides)`` hook runs right after each run's marker, so that work depending on one run
+(the protocol scores it) is not lost when a long sweep is stopped before its last run.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from absl import logging
 
@@ -29,8 +31,13 @@ def pending_runs(experiment: sweep.Sweep, runs: Sequence[Overrides], *, title: s
     return plan
 
 
-def train_in_process(plan: Sequence[Overrides], experiment: sweep.Sweep) -> list[str]:
-    """Trains each run of `plan` in this process, one after another; returns the names that failed."""
+OnDone = Callable[[Overrides], None]
+
+
+def train_in_process(plan: Sequence[Overrides], experiment: sweep.Sweep, *,
+                     on_done: OnDone | None = None) -> list[str]:
+    """Trains each run of `plan` in this process, one after another (then `on_done(run)`);
+    returns the names that failed."""
     from binjax import train  # after jax.distributed is up
 
     failed = []
@@ -48,12 +55,16 @@ def train_in_process(plan: Sequence[Overrides], experiment: sweep.Sweep) -> list
         sweep.mark_done(workdir, scores)
         print(f"[{i}/{len(plan)}] {name}: done in {time.perf_counter() - start:.0f}s, "
               f"val/f1 {scores.get('val/f1', float('nan')):.4f}", flush=True)
+        if on_done is not None:
+            on_done(overrides)
     return failed
 
 
-def train_in_subprocesses(plan: Sequence[Overrides], experiment: sweep.Sweep, parallel: int) -> list[str]:
-    """Trains `plan` as `launch.train` subprocesses, `parallel` at a time (logs in <run>/train.log);
-    returns the names that failed. Interrupted, it stops its children: a rerun resumes them."""
+def train_in_subprocesses(plan: Sequence[Overrides], experiment: sweep.Sweep, parallel: int, *,
+                          on_done: OnDone | None = None) -> list[str]:
+    """Trains `plan` as `launch.train` subprocesses, `parallel` at a time (logs in <run>/train.log;
+    `on_done(run)` in this process as each one finishes, while the others train on); returns the
+    names that failed. Interrupted, it stops its children: a rerun resumes them."""
     pending = list(enumerate(plan, 1))
     running: dict = {}  # Popen -> (index, overrides, log file, start time)
     failed = []
@@ -75,6 +86,8 @@ def train_in_subprocesses(plan: Sequence[Overrides], experiment: sweep.Sweep, pa
                 if proc.returncode == 0:
                     sweep.mark_done(experiment.workdir(overrides), dict(returncode=0))
                     print(f"[{i}/{len(plan)}] {name}: done in {time.perf_counter() - start:.0f}s", flush=True)
+                    if on_done is not None:
+                        on_done(overrides)
                 else:
                     failed.append(name)
                     print(f"[{i}/{len(plan)}] {name}: FAILED with exit status {proc.returncode}; "

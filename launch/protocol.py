@@ -3,8 +3,10 @@ r"""Runs the cross-collection protocol: every fold trained, scored on collection
 Each fold of the protocol's sweep file trains (as launch/train.py would) on some whole
 collections, selects its checkpoint on another, and is scored with the DIBCO measures on its test
 collections beside Otsu, Sauvola and Su; the report gives each collection, the mean of
-collections and the worst collection. Resumable: rerun the same command after an interruption;
-trained runs, scored runs and scored baselines are skipped. Overnight, in the background:
+collections and the worst collection. The baselines are scored first, then each run right after
+it trains, and the report is rewritten every time: a protocol stopped part-way keeps and reports
+every run it finished. Resumable: rerun the same command after an interruption; trained runs,
+scored runs and scored baselines are skipped. Overnight, in the background:
 
   nohup nice python -m launch.protocol --config=configs/cross_collection.py \
       --workdir=$HOME/binjax/protocol > $HOME/binjax/protocol.log 2>&1 &
@@ -51,28 +53,40 @@ def main(argv):
     if not _REPORT.value:
         common.initialize_runtime()
         plan = sweep_runs.pending_runs(experiment, experiment.runs, title=f"Protocol {_CONFIG.value}")
-        if not _TRAIN.value:
-            failed = []
-        elif _PARALLEL.value > 0:
-            failed = sweep_runs.train_in_subprocesses(plan, experiment, _PARALLEL.value)
-        else:
-            failed = sweep_runs.train_in_process(plan, experiment)
+        # The references first, then each run scored (and the report rewritten) as soon as it has
+        # trained: a protocol takes many hours, and one stopped before its last run keeps the
+        # scores of every run it finished.
         print(f"Scoring the baselines ({', '.join(_METHODS.value)}) on every test collection", flush=True)
         protocol.score_baselines(experiment, methods=_METHODS.value, progress=_PROGRESS.value)
         if _CHECKPOINTS.value:
             print(f"Scoring {', '.join(_CHECKPOINTS.value)} on every test collection", flush=True)
             protocol.score_models(experiment, _CHECKPOINTS.value, progress=_PROGRESS.value)
-        for overrides in experiment.runs:
-            name = sweep.run_name(overrides)
-            if name in failed or experiment.status(overrides) != "done":
-                continue
-            print(f"Scoring {name} on its test collections", flush=True)
-            protocol.score_run(experiment, overrides, progress=_PROGRESS.value)
+        for overrides in experiment.runs:  # runs trained earlier, e.g. by launch.train or a sweep
+            if experiment.status(overrides) == "done":
+                _score_and_report(experiment, overrides)
+
+        def on_done(overrides):
+            _score_and_report(experiment, overrides)
+
+        if not _TRAIN.value:
+            failed = []
+        elif _PARALLEL.value > 0:
+            failed = sweep_runs.train_in_subprocesses(plan, experiment, _PARALLEL.value, on_done=on_done)
+        else:
+            failed = sweep_runs.train_in_process(plan, experiment, on_done=on_done)
         if failed:
             print(f"failed runs (rerun to retry): {', '.join(failed)}", flush=True)
     paths = protocol.write_report(experiment)
     print(paths["md"].read_text())
     print(f"Files: {paths['md']}, {paths['json']}, {paths['pages']}")
+
+
+def _score_and_report(experiment: sweep.Sweep, overrides) -> None:
+    """Scores one trained run on its test collections (once) and rewrites the report."""
+    print(f"Scoring {sweep.run_name(overrides)} on its test collections", flush=True)
+    protocol.score_run(experiment, overrides, progress=_PROGRESS.value)
+    paths = protocol.write_report(experiment)
+    print(f"Report so far: {paths['md']}", flush=True)
 
 
 def run():

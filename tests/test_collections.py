@@ -123,6 +123,9 @@ def test_protocol_trains_scores_and_reports_the_worst_collection(tmp_path, reque
                "--methods=otsu", "--noprogress"]
     result = subprocess.run(command, cwd=request.config.rootpath, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    # The baselines are scored before training, the run as soon as it has trained.
+    out = result.stdout
+    assert out.index("Scoring the baselines") < out.index("training in") < out.index("Report so far")
     report = json.loads((workdir / "report.json").read_text())
     assert set(report["collections"]) == {"binjax", "otsu"}
     assert set(report["collections"]["otsu"]) == {"dibco2009", "dibco2011", "dibco2013"}

@@ -215,3 +215,31 @@ def test_whole_smoke_sweep_trains_skips_and_reports(name, tmp_path):
     else:  # the same model, and every arm scored on the same validation patches (Otsu scores them alike)
         assert len({r["num_params"] for r in rows}) == 1
         assert all(len(otsu) == 1 for otsu in by_seed.values()), by_seed
+
+
+def test_each_run_is_handed_on_as_soon_as_it_is_done(tmp_path, monkeypatch):
+    """on_done sees a run right after its DONE marker and before the next run trains, so a sweep
+    stopped part-way (here: the third run fails) has handed on every run it finished."""
+    from binjax import sweep_runs, train
+
+    experiment = sweep.Sweep("configs/ablations/loss.py:smoke", tmp_path)
+    plan = experiment.runs[:3]
+    events = []
+
+    def fake_train(config, workdir):
+        if len(events) == 2 * 2:  # two runs trained and handed on: the third breaks
+            raise RuntimeError("disk gone")
+        pathlib.Path(workdir).mkdir(parents=True)
+        events.append(("train", pathlib.Path(workdir).name))
+        return {"val/f1": 0.5}
+
+    def on_done(overrides):
+        workdir = experiment.workdir(overrides)
+        assert (workdir / sweep.DONE).exists()
+        events.append(("done", workdir.name))
+
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    failed = sweep_runs.train_in_process(plan, experiment, on_done=on_done)
+    names = [sweep.run_name(r) for r in plan]
+    assert events == [("train", names[0]), ("done", names[0]), ("train", names[1]), ("done", names[1])]
+    assert failed == [names[2]]
