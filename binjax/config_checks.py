@@ -177,11 +177,13 @@ def resume_changes(saved, new) -> list[tuple[str, Any, Any]]:
     """(key, saved value, new value) for every key that differs, safe keys left out, sorted.
 
     A key the saved config lacks but that the new one holds at its default (one added to
-    binjax.defaults since the checkpoint was written, e.g. data.synthetic.clutter.*) is no change:
-    the run learned with what that default does.
+    binjax.defaults since the checkpoint was written, e.g. data.synthetic.clutter.*, or a model
+    argument added to the model's constructor, e.g. model.head) is no change: the run learned
+    with what that default does.
     """
     before, after = flatten(saved), flatten(new)
     added_defaults = flatten(defaults.base_config())
+    added_defaults.update(_model_defaults(after.get("model.name")))
     changed = []
     for key in sorted(set(before) | set(after)):
         if key in RESUME_SAFE_KEYS or before.get(key, "<absent>") == after.get(key, "<absent>"):
@@ -190,6 +192,15 @@ def resume_changes(saved, new) -> list[tuple[str, Any, Any]]:
             continue
         changed.append((key, before.get(key, "<absent>"), after.get(key, "<absent>")))
     return changed
+
+
+def _model_defaults(name) -> dict[str, Any]:
+    """{'model.<argument>': default} of the named model's constructor ({} for an unknown name)."""
+    try:
+        kwargs = models.model_kwargs(name)
+    except ValueError:
+        return {}
+    return {f"model.{k}": list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
 
 
 def describe_changes(changes) -> str:

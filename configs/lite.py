@@ -19,6 +19,7 @@ def get_config(arg: str | None = None):
             expansion=4,
             decoder_expansion=2,
             head_width=8,
+            head="full",  # 'space_to_depth': refine and predict at 1/2 resolution (faster)
             norm="batch",
             dropout=0.0,
             remat=False,  # True: recompute block activations in the backward pass (less memory)

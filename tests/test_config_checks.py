@@ -118,3 +118,15 @@ def test_keys_added_since_a_checkpoint_at_their_defaults_are_no_change():
     assert config_checks.resume_changes(saved, new) == []
     new.data.synthetic.clutter.stamp = 0.5   # a new key, but not at its default: a change
     assert config_checks.resume_changes(saved, new) == [("data.synthetic.clutter.stamp", "<absent>", 0.5)]
+
+
+def test_a_model_argument_added_since_a_checkpoint_at_its_default_is_no_change():
+    """A light model trained before model.head existed (the released ones) resumes as it was;
+    the same key at another value is a change."""
+    from configs import lite  # noqa: PLC0415
+
+    new, saved = lite.get_config("smoke"), lite.get_config("smoke")
+    del saved.model["head"]
+    assert config_checks.resume_changes(saved, new) == []
+    new.model.head = "space_to_depth"
+    assert config_checks.resume_changes(saved, new) == [("model.head", "<absent>", "space_to_depth")]

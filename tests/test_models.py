@@ -221,6 +221,8 @@ def test_unet_variants_build_and_run(kwargs, grey_models):
 
 
 def test_unknown_option_values_raise():
+    with pytest.raises(ValueError, match="head must be one of"):
+        tiny("lite", head="subpixel")
     with pytest.raises(ValueError, match="norm="):
         tiny("unet", norm="layer")
     with pytest.raises(ValueError, match="upsample="):
@@ -231,6 +233,35 @@ def test_unknown_option_values_raise():
 def test_lite_default_is_small():
     for channels in (1, 3):
         assert full_size_params("lite", channels) <= 300_000
+
+
+def test_space_to_depth_keeps_each_pixel_and_depth_to_space_undoes_it():
+    from binjax.models import lite  # noqa: PLC0415
+
+    x = np.random.default_rng(0).random((2, 6, 8, 3), dtype=np.float32)
+    blocks = np.asarray(lite.space_to_depth(x))
+    assert blocks.shape == (2, 3, 4, 12)
+    for row in (0, 1):  # block (i, j)'s channels (row, column, channel) hold pixel (2i+row, 2j+column)
+        for column in (0, 1):
+            start = (2 * row + column) * 3
+            np.testing.assert_array_equal(blocks[:, :, :, start:start + 3], x[:, row::2, column::2])
+    np.testing.assert_array_equal(np.asarray(lite.depth_to_space(blocks)), x)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_lite_space_to_depth_head_maps_any_size_and_trains(channels):
+    """The half-resolution head: logits of the input's exact size, a gradient for every parameter,
+    and each output pixel its own (the 4 pixels of a 2x2 block are not one value repeated)."""
+    model = tiny("lite", channels, head="space_to_depth")
+    model.eval()
+    x = batch(2, 33, 47, channels)
+    logits = forward(model, x)
+    assert logits.shape == (2, 33, 47, 1) and bool(jnp.all(jnp.isfinite(logits)))
+    block = np.asarray(logits[0, :32:2, :46:2, 0]) - np.asarray(logits[0, 1:33:2, 1:47:2, 0])
+    assert np.abs(block).max() > 1e-4
+    model.train()
+    grads = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+    assert all(bool(jnp.any(g != 0)) for g in jax.tree.leaves(nnx.state(grads, nnx.Param)))
 
 
 def test_sae_default_follows_the_paper():

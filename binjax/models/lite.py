@@ -14,9 +14,13 @@ per pixel per pass), so the design minimises wide tensors at high resolution:
 - A U-Net-like decoder, FPN-style: a 1x1 projection of the coarse features to the skip width at
   low resolution, bilinear 2x upsampling, addition of the encoder features of that scale, one
   inverted-residual block.
-- Thin strokes are decided at full resolution: the 1/2-resolution decoder output is squeezed to
-  `head_width` channels, upsampled, concatenated with the input image itself and refined by a
-  depthwise-separable 3x3 conv before the 1x1 logit head.
+- Thin strokes are decided with the input's own pixels. head='full': the 1/2-resolution decoder
+  output is squeezed to `head_width` channels, upsampled, concatenated with the input image itself
+  and refined by a depthwise-separable 3x3 conv before the 1x1 logit head, all at full resolution.
+  head='space_to_depth': the same layers at 1/2 resolution, where the input image enters as its
+  2x2 pixel blocks (space-to-depth, 4 x C channels) and the head predicts the 4 logits of each
+  block (depth-to-space): no tensor wider than the image is ever made at full resolution, which
+  was a third of a tile's time on CPU (docs/benchmarks/lite_profile.md).
 Depthwise convs, 1x1 convs and upsampling use the CPU-friendly forms in layers.py.
 Defaults: 182,107 parameters for grey input (182,431 for RGB); the widths, blocks, expansion and
 head_width knobs trade accuracy for speed.
@@ -86,7 +90,9 @@ class LiteUNet(nnx.Module):
       expansion: expansion factor of the encoder blocks below 1/2 resolution (the 1/2-resolution
         blocks, encoder and decoder, use expansion 1 to stay cheap).
       decoder_expansion: expansion factor of the decoder blocks below 1/2 resolution.
-      head_width: channels carried to full resolution.
+      head_width: channels carried to the head.
+      head: 'full' (refine and predict at full resolution) or 'space_to_depth' (at 1/2
+        resolution, on the input's 2x2 pixel blocks; cheaper, see the module docstring).
       norm: 'batch' | 'group' | 'none'.
       dropout: rate applied once, to the deepest features.
       pad_mode: 'reflect' | 'edge' padding to a multiple of 2**len(widths).
@@ -104,6 +110,7 @@ class LiteUNet(nnx.Module):
         expansion: int = 4,
         decoder_expansion: int = 2,
         head_width: int = 8,
+        head: str = "full",
         norm: str = "batch",
         dropout: float = 0.0,
         pad_mode: str = "reflect",
@@ -119,12 +126,15 @@ class LiteUNet(nnx.Module):
                 f"got widths={widths}, blocks={blocks}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"LiteUNet: dropout must be in [0, 1), got {dropout}")
+        if head not in HEADS:
+            raise ValueError(f"LiteUNet: head must be one of {HEADS}, got {head!r}")
         if pad_mode not in ("reflect", "edge"):
             raise ValueError(f"LiteUNet: pad_mode must be 'reflect' or 'edge', got {pad_mode!r}")
         layers.check_norm(norm)
         self.in_channels = in_channels
         self.depth = len(widths)
         self.pad_mode = pad_mode
+        self.head_kind = head
         self.remat = bool(remat)
         self.dtype = dtype
 
@@ -156,11 +166,12 @@ class LiteUNet(nnx.Module):
 
         self.squeeze = layers.ConvNormAct(features, head_width, kernel_size=1, norm=norm,
                                           activation=nnx.relu6, dtype=dtype, rngs=rngs)
-        refine_in = head_width + in_channels
+        pixels = 1 if head == "full" else 4  # image pixels per position where the head runs
+        refine_in = head_width + pixels * in_channels
         self.refine_depthwise = layers.Depthwise3x3(refine_in, dtype=dtype, rngs=rngs)
         self.refine = layers.ConvNormAct(refine_in, head_width, kernel_size=1, norm=norm,
                                          activation=nnx.relu6, dtype=dtype, rngs=rngs)
-        self.head = layers.Pointwise(head_width, 1, dtype=dtype,
+        self.head = layers.Pointwise(head_width, pixels, dtype=dtype,
                                      kernel_init=nnx.initializers.lecun_normal(), rngs=rngs)
 
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -176,8 +187,27 @@ class LiteUNet(nnx.Module):
         x = layers.run_dropout(self.dropout, x, rngs, "LiteUNet")
         for stage, skip in zip(self.decoder, reversed(features[:-1])):
             x = layers.call_block(stage, x, skip, remat=self.remat)
-        x = layers.upsample2x(self.squeeze(x))
-        x = jnp.concatenate([x, image], axis=-1)
-        x = self.refine(self.refine_depthwise(x))
-        logits = self.head(x)
+        if self.head_kind == "full":
+            x = jnp.concatenate([layers.upsample2x(self.squeeze(x)), image], axis=-1)
+            logits = self.head(self.refine(self.refine_depthwise(x)))
+        else:
+            x = jnp.concatenate([self.squeeze(x), space_to_depth(image)], axis=-1)
+            logits = depth_to_space(self.head(self.refine(self.refine_depthwise(x))))
         return layers.crop_to(logits, size).astype(jnp.float32)
+
+
+HEADS = ("full", "space_to_depth")
+
+
+def space_to_depth(x: jax.Array) -> jax.Array:
+    """[N,H,W,C] -> [N,H/2,W/2,4C]: each 2x2 block's pixels as channels, (row, column, channel)."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // 2, w // 2, 4 * c)
+
+
+def depth_to_space(x: jax.Array) -> jax.Array:
+    """[N,H,W,4C] -> [N,2H,2W,C], the inverse of space_to_depth."""
+    n, h, w, c4 = x.shape
+    x = x.reshape(n, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, 2 * h, 2 * w, c4 // 4)
