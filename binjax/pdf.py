@@ -191,12 +191,6 @@ def save_pdf_pages(path: PathLike, pages: Iterable[tuple[np.ndarray, Resolution 
                for mask, resolution in pages]
     if not streams:
         raise ValueError(f"{path}: no pages to write")
-    tmp = temp_files.temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            img2pdf.convert(streams, outputstream=f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with temp_files.atomic_write(path) as tmp, open(tmp, "wb") as f:
+        img2pdf.convert(streams, outputstream=f)
     return len(streams)

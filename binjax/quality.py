@@ -130,10 +130,8 @@ class PageReport:
 def _save_grey(path: pathlib.Path, array: np.ndarray) -> None:
     from PIL import Image  # noqa: PLC0415
 
-    # Written beside and renamed into place, as imageio.save_mask does: no half-written maps.
-    tmp = temp_files.temp_path(path)
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with temp_files.atomic_write(path) as tmp:  # as imageio.save_mask: no half-written maps
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def write_quality_csv(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> pathlib.Path:
