@@ -82,6 +82,92 @@ def test_a_page_that_is_not_a_scan_renders_at_the_dpi_asked(tmp_path):
     assert (image[:60] == 255).all() and image[141].std() > 0  # white margins, the picture between
 
 
+def _one_bit_scan_pdf(path: pathlib.Path, bits: np.ndarray, image: dict, fill: bytes = b"") -> None:
+    """A one-page PDF whose page is one 1-bit image at 144 dpi (2 px a point), written by pikepdf
+    with the image dictionary's entries as given (/Decode, /ImageMask ...)."""
+    import pikepdf
+
+    document = pikepdf.new()
+    h, w = bits.shape
+    stream = pikepdf.Stream(document, np.packbits(bits, axis=1).tobytes(), Type=pikepdf.Name.XObject,
+                            Subtype=pikepdf.Name.Image, Width=w, Height=h, BitsPerComponent=1, **image)
+    page = pikepdf.Dictionary(Type=pikepdf.Name.Page, MediaBox=[0, 0, w // 2, h // 2],
+                              Resources=pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=stream)),
+                              Contents=pikepdf.Stream(document, fill + f"q {w // 2} 0 0 {h // 2} 0 0 cm /Im0 Do Q".encode()))
+    document.pages.append(pikepdf.Page(page))
+    document.save(path)
+
+
+def _pdfium_view(path: pathlib.Path, dpi: float, index: int = 0) -> np.ndarray:
+    """A page as PDFium's renderer shows it (what a viewer shows), grey."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(path)
+    try:
+        return np.array(document[index].render(scale=dpi / 72, grayscale=True).to_numpy())
+    finally:
+        document.close()
+
+
+# A 1-bit image's samples mean ink or paper only with its dictionary: DeviceGray 0 is black, a
+# /Decode [1 0] turns that round, and an /ImageMask paints the fill colour where its (decoded)
+# sample is 0 and leaves the page white elsewhere.
+ONE_BIT_IMAGES = {
+    "grey": ({"ColorSpace": "/DeviceGray"}, 0),
+    "grey, /Decode [1 0]": ({"ColorSpace": "/DeviceGray", "Decode": [1, 0]}, 1),
+    "/ImageMask": ({"ImageMask": True}, 0),
+    "/ImageMask, /Decode [1 0]": ({"ImageMask": True, "Decode": [1, 0]}, 1),
+}
+
+
+@pytest.mark.parametrize("kind", list(ONE_BIT_IMAGES))
+def test_one_bit_scans_come_out_ink_dark_as_a_viewer_shows_them(tmp_path, kind):
+    import pikepdf
+
+    image, ink_sample = ONE_BIT_IMAGES[kind]
+    image = {key: pikepdf.Name(value) if isinstance(value, str) else value for key, value in image.items()}
+    ink = synthetic.render_page(0, 48, 64, channels=1)["mask"].astype(bool)
+    _one_bit_scan_pdf(tmp_path / "scan.pdf", np.where(ink, ink_sample, 1 - ink_sample).astype(np.uint8), image)
+    with documents.open_document(tmp_path / "scan.pdf", 1, dpi=72) as document:
+        page, resolution = document.page(0)
+    assert resolution == (144, 144) and page.shape == (48, 64, 1)  # the scan's resolution, not --dpi
+    assert np.array_equal(page[..., 0] < 128, ink)  # ink dark, paper light
+    assert np.array_equal(page[..., 0], _pdfium_view(tmp_path / "scan.pdf", 144))
+
+
+def test_a_stencil_in_a_colour_is_rendered_in_that_colour(tmp_path):
+    import pikepdf
+
+    ink = synthetic.render_page(1, 32, 48, channels=1)["mask"].astype(bool)
+    _one_bit_scan_pdf(tmp_path / "blue.pdf", (~ink).astype(np.uint8), {"ImageMask": pikepdf.Boolean(True)},
+                      fill=b"0 0 0.6 rg ")  # dark blue ink, as some archives stamp their scans
+    with documents.open_document(tmp_path / "blue.pdf", 3) as document:
+        page, _ = document.page(0)
+    assert page[ink].tolist() == [[0, 0, 153]] * int(ink.sum()) and (page[~ink] == 255).all()
+
+
+def test_a_scan_pdfium_cannot_hand_to_pil_is_rendered_instead(scans, monkeypatch, caplog):
+    import logging
+
+    import pypdfium2
+
+    folder, greys = scans
+    failures = iter([KeyError("bitmap format 0"), KeyError("bitmap format 0"), NotImplementedError("JPX")])
+
+    def to_pil(self):
+        raise next(failures)
+
+    monkeypatch.setattr(pypdfium2.PdfBitmap, "to_pil", to_pil)
+    monkeypatch.setattr(pdf, "_FALLBACKS_LOGGED", set())
+    with documents.open_document(folder / "doc.pdf", 1, dpi=72) as document, caplog.at_level(logging.DEBUG):
+        for index, (grey, (h, w, dpi)) in enumerate(zip(greys, PAGES)):
+            image, resolution = document.page(index)
+            assert resolution == (dpi, dpi) and image.shape == (h, w, 1)  # rendered at the scan's dpi
+            assert np.array_equal(image[..., 0], _pdfium_view(folder / "doc.pdf", dpi, index)[:h, :w])
+    said = [record.getMessage() for record in caplog.records if "is rendered, not taken as it is" in record.getMessage()]
+    assert len(said) == 2 and "KeyError" in said[0] and "NotImplementedError: JPX" in said[1]  # once per kind
+
+
 def test_pdf_in_png_tif_and_pdf_out_keep_pages_sizes_and_dpi(scans, tmp_path):
     folder, greys = scans
     otsu = binarizers.ClassicBinarizer("otsu")
