@@ -1,6 +1,7 @@
 """Documents in and out (#17): PDFs rendered page by page, bilevel PDF/TIFF/PNG out with their
 resolution, resumable bulk runs with a manifest, and the same outputs on 8 devices as on one."""
 
+import csv
 import io
 import os
 import pathlib
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from binjax import baselines, binarize, binarizers, documents, manifest, pdf
+from binjax import baselines, binarize, binarizers, documents, manifest, pdf, temp_files
 from binjax.data import synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -287,6 +288,79 @@ def test_a_killed_run_resumes_where_it_stopped_and_lists_each_page_once(scans, t
     assert sorted((pathlib.Path(r["source"]).name, int(r["page"])) for r in rows) == [
         (name, page) for name in ("doc.pdf", "second.pdf") for page in (1, 2, 3)]
     assert all(pathlib.Path(r["output"]).exists() for r in rows)
+
+
+class _Darkness:
+    """A stand-in model: the ink probability is the page's darkness (estimates differ page by
+    page, as a model's do); Ctrl-C on its n-th page (never for n=0)."""
+
+    name = description = "darkness"
+    channels = 1
+    options = {"threshold": 0.5}
+
+    def __init__(self, interrupted_on_page=0):
+        self.pages, self.interrupted_on_page = 0, interrupted_on_page
+
+    def probability(self, image):
+        self.pages += 1
+        if self.pages == self.interrupted_on_page:
+            raise KeyboardInterrupt
+        return 1.0 - image[..., 0].astype(np.float32) / 255.0
+
+    def __call__(self, image):
+        return self.probability(image) > 0.5
+
+
+@pytest.mark.parametrize("extension", [".png", ".tif", ".pdf"])
+def test_quality_csv_is_the_manifests_view_after_ctrl_c_and_on_resume(scans, tmp_path, extension):
+    from binjax import quality
+
+    folder, _ = scans
+    _scan_pdf(folder / "second.pdf")
+    out = tmp_path / "out"
+    jobs = _jobs(folder, out, extension)
+
+    def run(model, resume):
+        report = quality.PageReport(model, probability_suffix="_prob")
+        return binarize.binarize_with_manifest(model, jobs, manifest_path=out / "manifest.csv", page_fn=report,
+                                               quality_csv=out / "quality.csv", resume=resume, progress=False)
+
+    def listed():
+        with open(out / "quality.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["input", "output", "quality", *quality.ESTIMATE_KEYS, "probability"]
+        scores = [float(row["quality"]) for row in rows]
+        assert scores == sorted(scores)  # the least confident first
+        for row in rows:  # every page under its own name, its map beside it, as PageReport names them
+            page = pathlib.Path(row["output"])
+            assert row["probability"] == str(page.with_name(f"{page.stem}_prob.png"))
+            assert pathlib.Path(row["probability"]).exists()
+        return sorted(pathlib.Path(row["output"]).name for row in rows)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(_Darkness(interrupted_on_page=5), resume=False)  # doc.pdf done, Ctrl-C on second.pdf's 2nd page
+    first = ["doc_p001", "doc_p002", "doc_p003"] + (["second_p001"] if extension == ".png" else [])
+    assert listed() == [name + extension for name in first]
+    assert not [p for p in out.iterdir() if temp_files.is_temp_file(p)]
+
+    (out / "quality.csv").unlink()  # as a SIGKILL leaves it: the manifest still has every page done
+    run(_Darkness(), resume=True)
+    assert listed() == [f"{stem}_p{page:03d}{extension}" for stem in ("doc", "second") for page in (1, 2, 3)]
+
+
+def test_an_older_manifest_keeps_its_columns_when_resumed(tmp_path):
+    path = tmp_path / "manifest.csv"
+    path.write_text("source,page,pages,output,width,height,dpi,seconds,quality\n"
+                    "a.png,1,1,out/a.png,4,4,300,0.5,91.5\n")
+    with manifest.Manifest(path, resume=True) as rows:
+        rows.add({"source": "b.png", "page": 1, "pages": 1, "output": "out/b.png", "quality": 80.0,
+                  "expected_fm": 80.0, "unsure_per_ink": 0.25, "ink_fraction": 0.1})
+    lines = path.read_text().splitlines()
+    assert lines[2] == "b.png,1,1,out/b.png,,,,,80"  # no column the header does not name
+    binarize.write_quality_view(path, tmp_path / "quality.csv")
+    assert (tmp_path / "quality.csv").read_text().splitlines() == [
+        "input,output,quality,expected_fm,unsure_per_ink,ink_fraction", "b.png,out/b.png,80,,,",
+        "a.png,out/a.png,91.5,,,"]
 
 
 def test_launcher_reads_a_list_of_inputs_and_resumes(scans, tmp_path):
