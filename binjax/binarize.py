@@ -15,7 +15,8 @@ Bulk runs: with ``resume`` a page whose output exists is not redone. Every outpu
 into place only when complete (a numbered page when it is written, a multi-page TIFF or PDF
 when all its pages are), so an output that exists is a finished one, and a killed run is
 resumed page by page for numbered outputs and document by document for multi-page ones. A
-manifest (binjax.manifest) lists each page once as it is done.
+manifest (binjax.manifest) lists each page once as it is done, and a model's quality.csv is
+written from it (``binarize_with_manifest``), also when a run stops on an exception.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ import pathlib
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
 
-from binjax import documents, imageio, pdf, temp_files
+from binjax import documents, imageio, pdf, quality, temp_files
 from binjax.binarizers import Binarizer
-from binjax.manifest import Manifest
+from binjax.manifest import Manifest, read_rows
 
 PathLike = str | os.PathLike
 
@@ -215,10 +217,13 @@ def pages_done(job: Job) -> set[int]:
     return {index for index, dst in enumerate(job.outputs) if dst.exists()}
 
 
-def _quality_of(page_fn, dst: pathlib.Path) -> float | None:
-    """The quality estimate a quality.PageReport page_fn recorded for this page, if any."""
+def _estimates_of(page_fn, dst: pathlib.Path) -> dict:
+    """The quality estimates (and probability map) a quality.PageReport page_fn recorded for
+    this page, for its manifest row; {} for any other page_fn."""
     rows = getattr(page_fn, "rows", None)
-    return rows[-1]["quality"] if rows and rows[-1].get("output") == str(dst) else None
+    if not rows or rows[-1].get("output") != str(dst):
+        return {}
+    return {key: value for key, value in rows[-1].items() if key not in ("input", "output")}
 
 
 def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Literal["white", "black"] = "black",
@@ -273,11 +278,11 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
             imageio.save_mask(dst, ink, foreground=foreground, bits=bits, dpi=resolution)
 
     def record(job: Job, index: int, dst: pathlib.Path, shape=None, resolution=None, seconds=None,
-               quality=None) -> None:
+               estimates=None) -> None:
         if manifest is not None:
             manifest.add({"source": job.src, "page": index + 1, "pages": job.pages, "output": dst,
                           "width": shape and shape[1], "height": shape and shape[0], "dpi": resolution,
-                          "seconds": seconds, "quality": quality})
+                          "seconds": seconds, **(estimates or {})})
 
     done = {job.src: pages_done(job) if resume else set() for job in jobs}
     done_earlier = 0
@@ -307,7 +312,7 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
                     for index in range(job.pages):
                         marks.append(time.perf_counter())  # a page's time runs to the next one's ask
                         ink, resolution = binarized(document, job, index)
-                        rows.append((index, ink.shape, resolution, _quality_of(page_fn, page_output(job, index))))
+                        rows.append((index, ink.shape, resolution, _estimates_of(page_fn, page_output(job, index))))
                         yield ink, resolution
                         bar.update(1)
 
@@ -322,8 +327,8 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
                     bar.update(job.pages - len(rows))
                     continue
                 marks.append(time.perf_counter())
-                for (index, shape, resolution, quality), start, end in zip(rows, marks, marks[1:]):
-                    record(job, index, job.outputs[0], shape, resolution, end - start, quality)
+                for (index, shape, resolution, estimates), start, end in zip(rows, marks, marks[1:]):
+                    record(job, index, job.outputs[0], shape, resolution, end - start, estimates)
                 continue
             for index in todo:
                 dst = job.outputs[index]
@@ -333,9 +338,61 @@ def binarize_files(binarizer: Binarizer, jobs: Sequence[Job], *, foreground: Lit
                     save_page(dst, ink, resolution)
                     written += 1
                     record(job, index, dst, ink.shape, resolution, time.perf_counter() - start,
-                           _quality_of(page_fn, page_output(job, index)))
+                           _estimates_of(page_fn, page_output(job, index)))
                 except (ValueError, OSError) as e:
                     skip(job.src, e)
                 bar.update(1)
     bar.close()
     return Report(written, skipped, done_earlier)
+
+
+def binarize_with_manifest(binarizer: Binarizer, jobs: Sequence[Job], *, manifest_path: PathLike,
+                           quality_csv: PathLike | None = None, resume: bool = False, **options) -> Report:
+    """binarize_files with a manifest at manifest_path (appended to with resume) and, when
+    quality_csv is given, quality.csv rewritten from the manifest at the end of the run, and also
+    when it stops on an exception (Ctrl-C, a full disk): it lists every page done so far, this
+    run's and with resume earlier runs'. options: those of binarize_files.
+    """
+    try:
+        with Manifest(manifest_path, resume=resume) as rows:
+            report = binarize_files(binarizer, jobs, resume=resume, manifest=rows, **options)
+    except BaseException:
+        if quality_csv:
+            try:
+                write_quality_view(manifest_path, quality_csv)
+            except Exception as e:  # noqa: BLE001 -- the error that stopped the run is the one to raise
+                print(f"could not write {quality_csv} from {manifest_path}: {e}", file=sys.stderr)
+        raise
+    if quality_csv:
+        write_quality_view(manifest_path, quality_csv)
+    return report
+
+
+def write_quality_view(manifest_path: PathLike, quality_csv: PathLike) -> pathlib.Path:
+    """quality.csv as a view of the manifest: its pages with a quality estimate, the least
+    confident first (quality.write_quality_csv), replaced whole.
+
+    A page of a multi-page TIFF or PDF output is named as quality.PageReport names it, by the
+    numbered file it would have on its own (scan_p002.tif): its output is a PDF or is shared by
+    several rows of its source. (The one miss: a multi-page TIFF whose run was killed after the
+    first of its rows, in the instant they are written, shows that page under the TIFF's name
+    until a resumed run lists the others.)
+    """
+    rows = []
+    for row in read_rows(manifest_path):
+        try:
+            rows.append((row, int(row["page"]), int(row["pages"]), float(row["quality"])))
+        except (KeyError, TypeError, ValueError):
+            continue  # no estimate (a classic method's page), or not a row of ours
+    sharing = Counter((row["source"], row["output"]) for row, *_ in rows)
+    view = []
+    for row, page, pages, score in rows:
+        output = pathlib.Path(row["output"])
+        if pages > 1 and (output.suffix.lower() == ".pdf" or sharing[row["source"], row["output"]] > 1):
+            output = output.with_name(f"{output.stem}{_page_tag(page - 1, pages)}{output.suffix}")
+        page_row = {"input": row["source"], "output": str(output), "quality": score}
+        page_row.update({key: float(row[key]) if row.get(key) else "" for key in quality.ESTIMATE_KEYS})
+        if row.get("probability"):
+            page_row["probability"] = row["probability"]
+        view.append(page_row)
+    return quality.write_quality_csv(quality_csv, view)

@@ -134,19 +134,13 @@ def save_tiff_pages(path: PathLike, masks: Iterable[np.ndarray | tuple[np.ndarra
     nothing behind (not even the temporary file).
     """
     path = pathlib.Path(path)
-    tmp = temp_files.temp_path(path)
     pages = 0
-    try:
-        with TiffImagePlugin.AppendingTiffWriter(tmp, new=True) as tiff:
-            for item in masks:
-                mask, dpi = item if isinstance(item, tuple) else (item, None)
-                image = imageio.mask_image(path, mask, foreground=foreground, bits=bits)
-                options = {"dpi": dpi} if dpi else {}
-                image.save(tiff, format="TIFF", compression=imageio.tiff_compression(bits), **options)
-                tiff.newFrame()
-                pages += 1
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with temp_files.atomic_write(path) as tmp, TiffImagePlugin.AppendingTiffWriter(tmp, new=True) as tiff:
+        for item in masks:
+            mask, dpi = item if isinstance(item, tuple) else (item, None)
+            image = imageio.mask_image(path, mask, foreground=foreground, bits=bits)
+            options = {"dpi": dpi} if dpi else {}
+            image.save(tiff, format="TIFF", compression=imageio.tiff_compression(bits), **options)
+            tiff.newFrame()
+            pages += 1
     return pages

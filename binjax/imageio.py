@@ -402,13 +402,8 @@ def save_mask(
         options["compression"] = tiff_compression(bits)
     elif fmt == "PNG":
         options["optimize"] = False
-    tmp = temp_files.temp_path(path)
-    try:
+    with temp_files.atomic_write(path) as tmp:
         im.save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def tiff_compression(bits: int) -> str:

@@ -13,7 +13,10 @@ Columns: source, page (1-based), pages (in the source), output, width, height, d
 (read, binarize and write; a model's first page includes compiling it; empty for a page found
 done by an earlier run whose row was lost),
 quality (the ground-truth-free estimate of binjax.quality when a model binarizes; empty for
-classic methods).
+classic methods), expected_fm, unsure_per_ink, ink_fraction (the estimates it is chosen from),
+probability (the page's probability map with --probability). quality.csv is written from these
+rows (binarize.write_quality_view). A manifest from a binjax that wrote fewer columns keeps
+them when a resumed run appends: the new columns are left out, not misaligned.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any
 
 PathLike = str | os.PathLike
 
-FIELDS = ("source", "page", "pages", "output", "width", "height", "dpi", "seconds", "quality")
+FIELDS = ("source", "page", "pages", "output", "width", "height", "dpi", "seconds", "quality",
+          "expected_fm", "unsure_per_ink", "ink_fraction", "probability")
 
 
 def _key(source: PathLike, page: int) -> tuple[str, int]:
@@ -40,17 +44,20 @@ class Manifest:
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._listed: set[tuple[str, int]] = set()
+        fields = FIELDS
         if resume and self.path.exists():
             self._drop_partial_last_row()
             with open(self.path, newline="") as f:
-                for row in csv.DictReader(f):
+                reader = csv.DictReader(f)
+                for row in reader:
                     try:
                         self._listed.add(_key(row["source"], int(row["page"])))
                     except (KeyError, TypeError, ValueError):
                         continue  # not a row of ours: kept in the file, ignored here
+                fields = reader.fieldnames or FIELDS  # appended rows follow the file's own header
         fresh = not resume or not self.path.exists() or self.path.stat().st_size == 0
         self._file = open(self.path, "w" if fresh else "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=FIELDS)
+        self._writer = csv.DictWriter(self._file, fieldnames=FIELDS if fresh else fields)
         if fresh:
             self._writer.writeheader()
             self._file.flush()
@@ -71,7 +78,7 @@ class Manifest:
         if key in self._listed:
             return
         self._listed.add(key)
-        self._writer.writerow({k: _cell(row.get(k)) for k in FIELDS})
+        self._writer.writerow({k: _cell(row.get(k)) for k in self._writer.fieldnames})
         self._file.flush()
 
     def close(self) -> None:

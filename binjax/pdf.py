@@ -3,9 +3,13 @@
 Reading (``PdfDocument``): pypdfium2, the maintained binding of Chrome's PDFium, opens a page
 when it is asked for, so memory holds one page whatever the document's length. A scanned page
 (one image covering the page; an OCR layer of invisible text may lie over it) gives its image's
-own pixels at their resolution (decoded by PDFium, turned by the page's /Rotate; nothing is
-resampled); any other page (born-digital text, several images) is rendered at the caller's dpi
-(DEFAULT_DPI unless told).
+own pixels at their resolution (decoded by PDFium, /Decode arrays and colour spaces applied,
+turned by the page's /Rotate; nothing is resampled). A scan whose image cannot be taken as it is
+(a /ImageMask stencil, whose samples say where the fill colour is painted, not what colour the
+page is; or anything PDFium cannot hand over: JBIG2, JPX or CMYK decoders that fail, bitmap
+formats PIL does not know) is rendered as a viewer shows it, at the scan's resolution. Any
+other page (born-digital text, several images) is rendered at the caller's dpi (DEFAULT_DPI
+unless told).
 
 Writing (``save_pdf_pages``): img2pdf embeds each page's CCITT G4 stream as it is, without
 decoding or re-encoding it (lossless, as small as the bilevel TIFF), with the page size in inches
@@ -22,6 +26,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
+from absl import logging
 
 from binjax import imageio, temp_files
 
@@ -32,6 +37,8 @@ DEFAULT_DPI = 300.0  # the usual resolution of archive scans, and of OCR engines
 # A page counts as scanned when one image covers at least this share of it (scanners' margins
 # and rounding of the page box leave a little uncovered).
 _SCANNED_COVER = 0.9
+# Kinds of failure of the direct image path already logged: a 500-page JBIG2 archive says why once.
+_FALLBACKS_LOGGED: set[str] = set()
 
 
 def page_count(path: PathLike) -> int:
@@ -84,18 +91,20 @@ class PdfDocument:
         self._pdf.close()
 
     def render(self, index: int, channels: int, dpi: float = DEFAULT_DPI) -> tuple[np.ndarray, Resolution]:
-        """(uint8 HxWxC page, its resolution): a scanned page's own pixels at its resolution, any
-        other page rendered at ``dpi``."""
+        """(uint8 HxWxC page, its resolution): a scanned page's own pixels at its resolution (or,
+        when they cannot be taken as they are, the page rendered at that resolution), any other
+        page rendered at ``dpi``."""
         import pypdfium2 as pdfium  # noqa: PLC0415
 
         try:
             page = self._pdf[index]
             try:
                 scan = scanned_image(page)
+                image = None
                 if scan is not None and _upright(scan[0]):
-                    image, resolution = _scan_pixels(page, scan[0], channels), scan[1]
-                else:
-                    resolution = scan[1] if scan is not None else float(dpi)
+                    image = _direct_scan_pixels(page, scan[0], channels, f"{self.path} page {index + 1}")
+                resolution = scan[1] if scan is not None else float(dpi)
+                if image is None:
                     image = _render(page, resolution, channels)
             finally:
                 page.close()
@@ -114,10 +123,35 @@ def _upright(image) -> bool:
     return m.b == 0 and m.c == 0 and m.a > 0 and m.d > 0
 
 
+def _direct_scan_pixels(page, image, channels: int, where: str) -> np.ndarray | None:
+    """_scan_pixels, or None when the image cannot be taken as it is: the caller renders the page.
+
+    Any exception counts, not only PdfiumError: an image PDFium decodes but cannot hand to PIL
+    raises KeyError (a bitmap format without a PIL mode), OSError or NotImplementedError, and
+    the rendered page shows the same image as a viewer does.
+    """
+    try:
+        return _scan_pixels(page, image, channels)
+    except Exception as e:  # noqa: BLE001 -- rendering is the answer to every way this fails
+        kind = type(e).__name__
+        if kind not in _FALLBACKS_LOGGED:
+            _FALLBACKS_LOGGED.add(kind)
+            logging.debug("%s: its scanned image is rendered, not taken as it is (%s: %s); said once per "
+                          "kind of failure", where, kind, e)
+        return None
+
+
 def _scan_pixels(page, image, channels: int) -> np.ndarray:
     """A scanned page's image as it is stored: PDFium's renderer would resample it (it sizes the
     bitmap by ceil(points x scale), one pixel too many, and stretches the scan over it), so the
     scan's own pixels are taken and turned by the page's /Rotate."""
+    import pypdfium2.raw as pdfium_c  # noqa: PLC0415
+
+    # PDFium hands a stencil mask over as its coverage (255 where painted): ink would come out
+    # white. A stencil is the only image without a colour space, apart from a JPX that keeps
+    # its own, which rendering decodes as well.
+    if image.get_metadata().colorspace == pdfium_c.FPDF_COLORSPACE_UNKNOWN:
+        raise ValueError("an /ImageMask stencil, or an image without a colour space")
     pil = image.get_bitmap(render=False).to_pil()
     array = np.asarray(pil.convert("L" if channels == 1 else "RGB"))
     return np.rot90(array, k=-(page.get_rotation() // 90))  # /Rotate turns the page clockwise
@@ -191,12 +225,6 @@ def save_pdf_pages(path: PathLike, pages: Iterable[tuple[np.ndarray, Resolution 
                for mask, resolution in pages]
     if not streams:
         raise ValueError(f"{path}: no pages to write")
-    tmp = temp_files.temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            img2pdf.convert(streams, outputstream=f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with temp_files.atomic_write(path) as tmp, open(tmp, "wb") as f:
+        img2pdf.convert(streams, outputstream=f)
     return len(streams)

@@ -36,6 +36,8 @@ PathLike = str | os.PathLike
 # The score reported as `quality`: chosen on real pages with ground truth (docs/quality/).
 QUALITY_KEY = "expected_fm"
 ESTIMATE_KEYS = ("expected_fm", "unsure_per_ink", "ink_fraction")
+# quality.csv's columns, and "probability" after them when maps are written.
+QUALITY_CSV_FIELDS = ("input", "output", "quality", *ESTIMATE_KEYS)
 _UNSURE = (0.1, 0.9)
 _STRIP_ROWS = 256
 
@@ -130,19 +132,18 @@ class PageReport:
 def _save_grey(path: pathlib.Path, array: np.ndarray) -> None:
     from PIL import Image  # noqa: PLC0415
 
-    # Written beside and renamed into place, as imageio.save_mask does: no half-written maps.
-    tmp = temp_files.temp_path(path)
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with temp_files.atomic_write(path) as tmp:  # as imageio.save_mask: no half-written maps
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def write_quality_csv(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> pathlib.Path:
-    """Rows sorted by ``quality``, lowest (the pages to look at first) on top."""
+    """Rows sorted by ``quality``, lowest (the pages to look at first) on top; the file is
+    replaced whole (temp_files.atomic_write), so a reader never sees half of it."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ordered = sorted(rows, key=lambda r: r["quality"])
-    fields = list(dict.fromkeys(k for r in ordered for k in r))
-    with open(path, "w", newline="") as f:
+    fields = list(dict.fromkeys([*QUALITY_CSV_FIELDS, *(k for r in ordered for k in r)]))
+    with temp_files.atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in ordered:

@@ -17,7 +17,9 @@ input file is never overwritten: if an output would replace an input the run is 
 anything is written. Unreadable files or pages are skipped with a message naming them, and the
 exit status is then 1. With a model and --out, <out>/quality.csv lists every page with its
 ground-truth-free quality estimate (the F-measure predicted from the model's own probabilities),
-the least confident pages first: the pages to look at before trusting a bulk run.
+the least confident pages first: the pages to look at before trusting a bulk run. It is written
+from the manifest at the end, and when the run is stopped (Ctrl-C, an error), so it lists every
+page done so far, with --resume the earlier runs' too.
 
   binjax-binarize data/samples/synthetic_00_grey_in.png --out=/tmp/binjax/bw  # released dibco_lite
   binjax-binarize scans/ --checkpoint=dibco_unet --out=/tmp/binjax/bw  # the released U-Net (~5x slower)
@@ -28,7 +30,6 @@ the least confident pages first: the pages to look at before trusting a bulk run
 
 from launch import common  # noqa: F401  (first: splits the CPU into host devices before JAX loads)
 
-import contextlib  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
@@ -78,7 +79,8 @@ _PROBABILITY = flags.DEFINE_bool(
     "probability shaded like the output (with ink black, 0 = surely ink, 255 = surely paper).")
 _QUALITY_CSV = flags.DEFINE_string(
     "quality_csv", None, "Models only: where the per-page quality estimates go, least confident first "
-    "(default <out>/quality.csv with --out; '' writes none).")
+    "(default <out>/quality.csv with --out; '' writes none). Written from the manifest (every page done, "
+    "earlier runs' too with --resume); with --manifest='' from this run's pages only.")
 
 
 def _select_device(name: str) -> None:
@@ -145,7 +147,7 @@ def main(argv):
             print(f"  {conflict}", file=sys.stderr)
         sys.exit(2)
 
-    from binjax import manifest, quality
+    from binjax import quality
 
     quality_csv = _QUALITY_CSV.value
     if quality_csv is None and _OUT.value is not None:
@@ -161,13 +163,18 @@ def main(argv):
         raise app.UsageError("--probability and --quality_csv need a model, not a classic --method")
     pages = sum(job.pages for job in jobs)
     print(f"binarizing {len(jobs)} file(s), {pages} page(s), with {binarizer.description}", file=sys.stderr)
-    with (manifest.Manifest(manifest_csv, resume=_RESUME.value) if manifest_csv else contextlib.nullcontext()) as rows:
-        outcome = binarize.binarize_files(
-            binarizer, jobs, foreground=_FOREGROUND.value, bits=int(_BITS.value), progress=_PROGRESS.value,
-            page_fn=report, dpi=_DPI.value, resume=_RESUME.value, manifest=rows)
+    options = dict(foreground=_FOREGROUND.value, bits=int(_BITS.value), progress=_PROGRESS.value, page_fn=report,
+                   dpi=_DPI.value, resume=_RESUME.value)
+    if manifest_csv:  # quality.csv is a view of the manifest, rewritten also when the run is stopped
+        outcome = binarize.binarize_with_manifest(binarizer, jobs, manifest_path=manifest_csv,
+                                                  quality_csv=quality_csv if report is not None else None, **options)
+    else:
+        outcome = binarize.binarize_files(binarizer, jobs, **options)
     if outcome.done_earlier:
         print(f"--resume: {outcome.done_earlier} page(s) were done by an earlier run (outputs exist)", file=sys.stderr)
-    if report is not None and quality_csv and report.rows:
+    if report is not None and quality_csv and manifest_csv:
+        print(f"quality estimates (least confident first): {quality_csv}", file=sys.stderr)
+    elif report is not None and quality_csv and report.rows:  # no manifest: this run's pages only
         if _RESUME.value and os.path.exists(quality_csv):  # keep the rows of the pages not redone
             redone = {row["output"] for row in report.rows}
             report.rows[:0] = [row for row in quality.read_quality_csv(quality_csv) if row["output"] not in redone]

@@ -1,6 +1,7 @@
 """Documents in and out (#17): PDFs rendered page by page, bilevel PDF/TIFF/PNG out with their
 resolution, resumable bulk runs with a manifest, and the same outputs on 8 devices as on one."""
 
+import csv
 import io
 import os
 import pathlib
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from binjax import baselines, binarize, binarizers, documents, manifest, pdf
+from binjax import baselines, binarize, binarizers, documents, manifest, pdf, temp_files
 from binjax.data import synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -80,6 +81,92 @@ def test_a_page_that_is_not_a_scan_renders_at_the_dpi_asked(tmp_path):
         image, resolution = document.page(0)  # the image covers half the page: drawn, not a scan
     assert resolution == (72, 72) and image.shape == (283, 283, 3)  # 100 mm = 283.5 pt at 72 dpi
     assert (image[:60] == 255).all() and image[141].std() > 0  # white margins, the picture between
+
+
+def _one_bit_scan_pdf(path: pathlib.Path, bits: np.ndarray, image: dict, fill: bytes = b"") -> None:
+    """A one-page PDF whose page is one 1-bit image at 144 dpi (2 px a point), written by pikepdf
+    with the image dictionary's entries as given (/Decode, /ImageMask ...)."""
+    import pikepdf
+
+    document = pikepdf.new()
+    h, w = bits.shape
+    stream = pikepdf.Stream(document, np.packbits(bits, axis=1).tobytes(), Type=pikepdf.Name.XObject,
+                            Subtype=pikepdf.Name.Image, Width=w, Height=h, BitsPerComponent=1, **image)
+    page = pikepdf.Dictionary(Type=pikepdf.Name.Page, MediaBox=[0, 0, w // 2, h // 2],
+                              Resources=pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=stream)),
+                              Contents=pikepdf.Stream(document, fill + f"q {w // 2} 0 0 {h // 2} 0 0 cm /Im0 Do Q".encode()))
+    document.pages.append(pikepdf.Page(page))
+    document.save(path)
+
+
+def _pdfium_view(path: pathlib.Path, dpi: float, index: int = 0) -> np.ndarray:
+    """A page as PDFium's renderer shows it (what a viewer shows), grey."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(path)
+    try:
+        return np.array(document[index].render(scale=dpi / 72, grayscale=True).to_numpy())
+    finally:
+        document.close()
+
+
+# A 1-bit image's samples mean ink or paper only with its dictionary: DeviceGray 0 is black, a
+# /Decode [1 0] turns that round, and an /ImageMask paints the fill colour where its (decoded)
+# sample is 0 and leaves the page white elsewhere.
+ONE_BIT_IMAGES = {
+    "grey": ({"ColorSpace": "/DeviceGray"}, 0),
+    "grey, /Decode [1 0]": ({"ColorSpace": "/DeviceGray", "Decode": [1, 0]}, 1),
+    "/ImageMask": ({"ImageMask": True}, 0),
+    "/ImageMask, /Decode [1 0]": ({"ImageMask": True, "Decode": [1, 0]}, 1),
+}
+
+
+@pytest.mark.parametrize("kind", list(ONE_BIT_IMAGES))
+def test_one_bit_scans_come_out_ink_dark_as_a_viewer_shows_them(tmp_path, kind):
+    import pikepdf
+
+    image, ink_sample = ONE_BIT_IMAGES[kind]
+    image = {key: pikepdf.Name(value) if isinstance(value, str) else value for key, value in image.items()}
+    ink = synthetic.render_page(0, 48, 64, channels=1)["mask"].astype(bool)
+    _one_bit_scan_pdf(tmp_path / "scan.pdf", np.where(ink, ink_sample, 1 - ink_sample).astype(np.uint8), image)
+    with documents.open_document(tmp_path / "scan.pdf", 1, dpi=72) as document:
+        page, resolution = document.page(0)
+    assert resolution == (144, 144) and page.shape == (48, 64, 1)  # the scan's resolution, not --dpi
+    assert np.array_equal(page[..., 0] < 128, ink)  # ink dark, paper light
+    assert np.array_equal(page[..., 0], _pdfium_view(tmp_path / "scan.pdf", 144))
+
+
+def test_a_stencil_in_a_colour_is_rendered_in_that_colour(tmp_path):
+    import pikepdf
+
+    ink = synthetic.render_page(1, 32, 48, channels=1)["mask"].astype(bool)
+    _one_bit_scan_pdf(tmp_path / "blue.pdf", (~ink).astype(np.uint8), {"ImageMask": pikepdf.Boolean(True)},
+                      fill=b"0 0 0.6 rg ")  # dark blue ink, as some archives stamp their scans
+    with documents.open_document(tmp_path / "blue.pdf", 3) as document:
+        page, _ = document.page(0)
+    assert page[ink].tolist() == [[0, 0, 153]] * int(ink.sum()) and (page[~ink] == 255).all()
+
+
+def test_a_scan_pdfium_cannot_hand_to_pil_is_rendered_instead(scans, monkeypatch, caplog):
+    import logging
+
+    import pypdfium2
+
+    folder, greys = scans
+    failures = iter([KeyError("bitmap format 0"), KeyError("bitmap format 0"), NotImplementedError("JPX")])
+
+    def to_pil(self):
+        raise next(failures)
+
+    monkeypatch.setattr(pypdfium2.PdfBitmap, "to_pil", to_pil)
+    monkeypatch.setattr(pdf, "_FALLBACKS_LOGGED", set())
+    with documents.open_document(folder / "doc.pdf", 1, dpi=72) as document, caplog.at_level(logging.DEBUG):
+        for index, (grey, (h, w, dpi)) in enumerate(zip(greys, PAGES)):
+            image, resolution = document.page(index)
+            assert resolution == (dpi, dpi) and image.shape == (h, w, 1)  # rendered at the scan's dpi
+            assert np.array_equal(image[..., 0], _pdfium_view(folder / "doc.pdf", dpi, index)[:h, :w])
+    said = [record.getMessage() for record in caplog.records if "is rendered, not taken as it is" in record.getMessage()]
+    assert len(said) == 2 and "KeyError" in said[0] and "NotImplementedError: JPX" in said[1]  # once per kind
 
 
 def test_pdf_in_png_tif_and_pdf_out_keep_pages_sizes_and_dpi(scans, tmp_path):
@@ -201,6 +288,79 @@ def test_a_killed_run_resumes_where_it_stopped_and_lists_each_page_once(scans, t
     assert sorted((pathlib.Path(r["source"]).name, int(r["page"])) for r in rows) == [
         (name, page) for name in ("doc.pdf", "second.pdf") for page in (1, 2, 3)]
     assert all(pathlib.Path(r["output"]).exists() for r in rows)
+
+
+class _Darkness:
+    """A stand-in model: the ink probability is the page's darkness (estimates differ page by
+    page, as a model's do); Ctrl-C on its n-th page (never for n=0)."""
+
+    name = description = "darkness"
+    channels = 1
+    options = {"threshold": 0.5}
+
+    def __init__(self, interrupted_on_page=0):
+        self.pages, self.interrupted_on_page = 0, interrupted_on_page
+
+    def probability(self, image):
+        self.pages += 1
+        if self.pages == self.interrupted_on_page:
+            raise KeyboardInterrupt
+        return 1.0 - image[..., 0].astype(np.float32) / 255.0
+
+    def __call__(self, image):
+        return self.probability(image) > 0.5
+
+
+@pytest.mark.parametrize("extension", [".png", ".tif", ".pdf"])
+def test_quality_csv_is_the_manifests_view_after_ctrl_c_and_on_resume(scans, tmp_path, extension):
+    from binjax import quality
+
+    folder, _ = scans
+    _scan_pdf(folder / "second.pdf")
+    out = tmp_path / "out"
+    jobs = _jobs(folder, out, extension)
+
+    def run(model, resume):
+        report = quality.PageReport(model, probability_suffix="_prob")
+        return binarize.binarize_with_manifest(model, jobs, manifest_path=out / "manifest.csv", page_fn=report,
+                                               quality_csv=out / "quality.csv", resume=resume, progress=False)
+
+    def listed():
+        with open(out / "quality.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["input", "output", "quality", *quality.ESTIMATE_KEYS, "probability"]
+        scores = [float(row["quality"]) for row in rows]
+        assert scores == sorted(scores)  # the least confident first
+        for row in rows:  # every page under its own name, its map beside it, as PageReport names them
+            page = pathlib.Path(row["output"])
+            assert row["probability"] == str(page.with_name(f"{page.stem}_prob.png"))
+            assert pathlib.Path(row["probability"]).exists()
+        return sorted(pathlib.Path(row["output"]).name for row in rows)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(_Darkness(interrupted_on_page=5), resume=False)  # doc.pdf done, Ctrl-C on second.pdf's 2nd page
+    first = ["doc_p001", "doc_p002", "doc_p003"] + (["second_p001"] if extension == ".png" else [])
+    assert listed() == [name + extension for name in first]
+    assert not [p for p in out.iterdir() if temp_files.is_temp_file(p)]
+
+    (out / "quality.csv").unlink()  # as a SIGKILL leaves it: the manifest still has every page done
+    run(_Darkness(), resume=True)
+    assert listed() == [f"{stem}_p{page:03d}{extension}" for stem in ("doc", "second") for page in (1, 2, 3)]
+
+
+def test_an_older_manifest_keeps_its_columns_when_resumed(tmp_path):
+    path = tmp_path / "manifest.csv"
+    path.write_text("source,page,pages,output,width,height,dpi,seconds,quality\n"
+                    "a.png,1,1,out/a.png,4,4,300,0.5,91.5\n")
+    with manifest.Manifest(path, resume=True) as rows:
+        rows.add({"source": "b.png", "page": 1, "pages": 1, "output": "out/b.png", "quality": 80.0,
+                  "expected_fm": 80.0, "unsure_per_ink": 0.25, "ink_fraction": 0.1})
+    lines = path.read_text().splitlines()
+    assert lines[2] == "b.png,1,1,out/b.png,,,,,80"  # no column the header does not name
+    binarize.write_quality_view(path, tmp_path / "quality.csv")
+    assert (tmp_path / "quality.csv").read_text().splitlines() == [
+        "input,output,quality,expected_fm,unsure_per_ink,ink_fraction", "b.png,out/b.png,80,,,",
+        "a.png,out/a.png,91.5,,,"]
 
 
 def test_launcher_reads_a_list_of_inputs_and_resumes(scans, tmp_path):

@@ -196,6 +196,57 @@ def test_temp_files_of_dead_processes_are_removed_and_never_inputs(tmp_path):
     assert live.exists() and not stale.exists()
 
 
+def test_atomic_write_renames_on_success_and_removes_its_temp_file_on_failure(tmp_path):
+    target = tmp_path / "page.png"
+    with temp_files.atomic_write(target) as tmp:
+        assert tmp == temp_files.temp_path(target)  # the pid-named name stale-file cleanup knows
+        tmp.write_bytes(b"first")
+    with pytest.raises(KeyboardInterrupt), temp_files.atomic_write(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt  # Ctrl-C mid-write: the old file stays whole
+    assert target.read_bytes() == b"first" and sorted(tmp_path.iterdir()) == [target]
+
+
+def _writers(folder):
+    """Each of binjax's writers of finished files, writing one small page into folder."""
+    from binjax import pdf, quality
+
+    mask = np.eye(8, dtype=bool)
+    return {"save_mask": lambda: imageio.save_mask(folder / "m.png", mask),
+            "save_tiff_pages": lambda: documents.save_tiff_pages(folder / "d.tif", [mask, mask]),
+            "save_pdf_pages": lambda: pdf.save_pdf_pages(folder / "d.pdf", [(mask, (72, 72))]),
+            "probability map": lambda: quality._save_grey(folder / "p.png", np.zeros((8, 8), np.uint8))}
+
+
+@pytest.mark.parametrize("writer", list(_writers(None)))
+def test_a_writer_that_fails_mid_file_leaves_nothing_behind(tmp_path, monkeypatch, writer):
+    import io
+
+    import img2pdf
+
+    class DiskFull(OSError):
+        pass
+
+    save, convert = Image.Image.save, img2pdf.convert
+
+    def save_then_fail(image, fp, *args, **kwargs):
+        save(image, fp, *args, **kwargs)
+        if type(fp) is not io.BytesIO:  # in-memory pages (a PDF's G4 streams) are no file yet
+            raise DiskFull("no space left")  # the bytes are in the temporary file, then it fails
+
+    def convert_then_fail(*args, **kwargs):
+        convert(*args, **kwargs)
+        raise DiskFull("no space left")
+
+    monkeypatch.setattr(Image.Image, "save", save_then_fail)
+    monkeypatch.setattr(img2pdf, "convert", convert_then_fail)
+    folder = tmp_path / writer.replace(" ", "_")
+    folder.mkdir()
+    with pytest.raises(DiskFull):
+        _writers(folder)[writer]()
+    assert list(folder.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_kill_9_during_binarize_then_a_rerun_cleans_up(tmp_path):
     pages = [Image.fromarray(_grey(i % 4, 64, 64)) for i in range(150)]

@@ -122,9 +122,21 @@ def test_binarize_writes_probability_maps_and_quality_csv(checkpoint, tmp_path):
         assert np.mean((prob_map < 127.5) == binary) > 0.99
     with open(out / "quality.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["input", "output", "quality", "expected_fm", "unsure_per_ink", "ink_fraction",
+                             "probability"]
     assert sorted(pathlib.Path(r["input"]).stem for r in rows) == sorted(sizes)
     scores = [float(r["quality"]) for r in rows]
     assert scores == sorted(scores)  # the least confident first
+    # A killed run leaves no quality.csv, and its resume redoes only the pages without outputs:
+    # quality.csv, written from the manifest, still lists them all, as the full run did.
+    listing = (out / "quality.csv").read_text()
+    (out / "quality.csv").unlink()
+    (out / "b.png").unlink()
+    result = subprocess.run([sys.executable, "-m", "launch.binarize", "--noprogress", str(inputs),
+                             f"--checkpoint={checkpoint}", f"--out={out}", "--tile=32", "--batch=2", "--probability",
+                             "--resume"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "2 page(s) were done by an earlier run" in result.stderr, result.stderr[-3000:]
+    assert (out / "quality.csv").read_text() == listing
     # A classic method has no probabilities to offer.
     result = subprocess.run([sys.executable, "-m", "launch.binarize", "--noprogress", str(inputs), "--method=otsu",
                              f"--out={tmp_path / 'otsu'}", "--probability"],
