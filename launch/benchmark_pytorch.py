@@ -1,9 +1,12 @@
-r"""The PyTorch reference for launch/benchmark.py: the same U-Net, step and tiles, timed in PyTorch.
+r"""The PyTorch reference for launch/benchmark.py: the same networks, step and tiles, timed in PyTorch.
 
-binjax's speed targets are set against PyTorch on the same CPU. This script builds PyTorch's
-version of binjax's default U-Net (depth 4, widths 16-256, 3x3 conv + BatchNorm + ReLU twice per
-level, 2x2 max-pool, 2x2 stride-2 transposed-conv upsampling, 1x1 head: 1,942,289 parameters,
-checked below) and times what launch/benchmark.py times for binjax:
+binjax's speed targets are set against PyTorch on the same CPU. This script runs PyTorch ports of
+binjax's two models (launch/pytorch_models.py: same layers, same padding, parameter counts checked)
+  --model=unet  the U-Net of configs/default.py: depth 4, widths 16-256, 1,942,289 parameters
+  --model=lite  LiteUNet, configs/lite.py and the released default model: inverted residuals,
+                widths 16-64, 182,107 parameters (its outputs match binjax's given binjax's
+                weights: tests/test_pytorch_port.py)
+and times what launch/benchmark.py times for binjax:
   train      one AdamW step on BCE + soft Dice, batch 8 x 256^2 grey patches (float32)
   inference  eval-mode forward passes over 512^2 tiles, 4 per batch, no overlap: megapixels/s
 
@@ -33,6 +36,8 @@ import numpy as np
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
+    parser.add_argument("--model", choices=("unet", "lite"), default="unet",
+                        help="unet: configs/default.py's U-Net; lite: configs/lite.py's LiteUNet")
     parser.add_argument("--what", default="train,inference", help="train, inference or both")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--patch_size", type=int, default=256)
@@ -50,50 +55,15 @@ if __name__ == "__main__":
 
 try:
     import torch
-    from torch import nn
     import torch.nn.functional as F
 except ImportError:
     raise SystemExit("error: launch/benchmark_pytorch.py needs PyTorch, which binjax does not install: "
                      "run it with a Python that has torch (see its --help)") from None
 
-UNET_PARAMETERS = 1_942_289  # binjax's configs/default.py U-Net
-
-
-def double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-    )
-
-
-class UNet(nn.Module):
-    def __init__(self, in_channels: int = 1, base_width: int = 16, depth: int = 4):
-        super().__init__()
-        widths = [base_width * 2**i for i in range(depth + 1)]
-        self.encoder = nn.ModuleList()
-        features = in_channels
-        for width in widths[:-1]:
-            self.encoder.append(double_conv(features, width))
-            features = width
-        self.bottleneck = double_conv(features, widths[-1])
-        self.ups, self.decoder = nn.ModuleList(), nn.ModuleList()
-        features = widths[-1]
-        for width in reversed(widths[:-1]):
-            self.ups.append(nn.ConvTranspose2d(features, width, 2, stride=2))
-            self.decoder.append(double_conv(2 * width, width))
-            features = width
-        self.head = nn.Conv2d(features, 1, 1)
-
-    def forward(self, x):
-        skips = []
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for up, block, skip in zip(self.ups, self.decoder, reversed(skips)):
-            x = block(torch.cat([up(x), skip], dim=1))
-        return self.head(x)
+try:  # python launch/benchmark_pytorch.py puts launch/ itself on sys.path; python -m, the checkout
+    from launch import pytorch_models
+except ImportError:
+    import pytorch_models
 
 
 def bce_dice(logits, targets):
@@ -151,13 +121,11 @@ def main(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = UNet()
+    model = pytorch_models.build(args.model)
     num_params = sum(p.numel() for p in model.parameters())
-    if num_params != UNET_PARAMETERS:
-        raise SystemExit(f"PyTorch U-Net has {num_params:,} parameters, binjax's has {UNET_PARAMETERS:,}")
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    base = {"framework": f"pytorch {torch.__version__}", "model": "unet", "threads": torch.get_num_threads(),
+    base = {"framework": f"pytorch {torch.__version__}", "model": args.model, "threads": torch.get_num_threads(),
             "parameters": num_params, "channels_last": args.channels_last,
             # binjax's launchers run with glibc's huge pages (launch/common.py); compare like with like
             "huge_pages": "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")}
