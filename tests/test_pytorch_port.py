@@ -1,8 +1,9 @@
 """launch/pytorch_models.py's LiteUNet is binjax's LiteUNet: same parameters, same outputs.
 
 launch/benchmark_pytorch.py compares binjax's speed against this port, so the port must be the
-same network: given binjax's released weights (dibco_lite) it must give binjax's logits on a page.
-PyTorch is no dependency of binjax (CI does not install it): without torch these tests skip.
+same network: given binjax's released weights (dibco_lite) it must give binjax's logits on a page,
+and the benchmark's numpy sliding window must blend tiles as binjax.inference does. PyTorch is no
+dependency of binjax (CI does not install it): without torch these tests skip.
 """
 
 import jax
@@ -11,12 +12,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from binjax import imageio, pretrained
+from binjax import imageio, inference, pretrained
 from binjax.models import create_model
 from conftest import REPO_ROOT
 
 torch = pytest.importorskip("torch", reason="PyTorch is no binjax dependency; the port is checked where it is installed")
-from launch import pytorch_models  # noqa: E402  (imports torch)
+from launch import benchmark_pytorch, pytorch_models  # noqa: E402  (both import torch)
 
 WEIGHTS = REPO_ROOT / "binjax" / "weights" / "dibco_lite" / "weights.npz"
 
@@ -52,3 +53,16 @@ def test_port_gives_binjax_logits_on_a_page(models, page):
     assert np.abs(expected).max() > 1.0  # trained weights: real logits, not a near-constant map
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
+
+def test_numpy_sliding_window_is_binjax_s(models, page):
+    for length, tile, overlap in [(3508, 512, 0.5), (2480, 512, 0.25), (512, 512, 0.5), (700, 128, 0.3)]:
+        assert benchmark_pytorch.tile_starts(length, tile, overlap) == inference.tile_starts(length, tile, overlap)
+    np.testing.assert_array_equal(benchmark_pytorch.gaussian_importance_map(128),
+                                  inference.gaussian_importance_map(128))
+    binjax_model, port = models
+    predict = inference.make_predict_fn(binjax_model)
+    forward = benchmark_pytorch.make_forward(port, channels_last=True)
+    for overlap in (0.5, 0.25):
+        expected = inference.sliding_window_predict(predict, page, tile=128, overlap=overlap, batch_size=4)
+        got = benchmark_pytorch.sliding_window_predict(forward, page, tile=128, overlap=overlap, batch_size=4)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
