@@ -31,7 +31,8 @@ Modes: NCHW by default; --channels_last (NHWC, oneDNN's preferred layout on CPU)
 (torch.compile of the model, compile time reported apart as compile_s); --freezing (compile with
 inductor's freezing: BatchNorm folded into the convs, weights prepacked; the fastest for LiteUNet
 inference here). Prints a row per benchmark and appends JSON lines in launch/benchmark.py's
-format, each with the 1-minute load.
+format, each with the 1-minute load. LiteUNet's A4 page against binjax's, measured side by side,
+with the commands: docs/benchmarks/lite_page_vs_pytorch.md.
 """
 
 from __future__ import annotations
