@@ -2,12 +2,13 @@ r"""Speed and memory report for a config: train images/s, full-page inference MP
 
 Train rows report images/s, step time, compile time, XLA's FLOP count of the step, achieved
 FLOP/s and, on GPUs/TPUs with a known peak, MFU; inference rows megapixels/s of full-page tiled
-inference. Document rows (--what=document, no --config needed) time the job binarize runs, end
-to end from file to file: a generated scanned PDF of A4 pages at 300 dpi (2480 x 3508) is
-rendered, binarized by the released default model (or --checkpoint) and by each of --methods,
-and written as one CCITT G4 PDF (--document_format=tif: TIFF); they report seconds per page and
-megapixels/s. Each run prints a markdown table; --json_out appends one JSON object per line,
---markdown_out writes the table. launch/benchmark_pytorch.py times the same U-Net in PyTorch.
+inference, and its seconds and CPU-seconds per page. Document rows (--what=document, no --config
+needed) time the job binarize runs, end to end from file to file: a generated scanned PDF of A4
+pages at 300 dpi (2480 x 3508) is rendered, binarized by the released default model (or
+--checkpoint) and by each of --methods, and written as one CCITT G4 PDF (--document_format=tif:
+TIFF); they report seconds per page and megapixels/s. Each run prints a markdown table; --json_out appends one JSON object per line,
+--markdown_out writes the table. launch/benchmark_pytorch.py times the same networks in PyTorch
+(U-Net and LiteUNet; --what=page there is this script's --what=inference --page=HxW).
 Figures depend on the machine and its load (each row records the 1-minute load average): compare
 rows of one run.
 
