@@ -12,8 +12,8 @@ resolution) and to the 1/4-resolution stage (two blocks expanded 4x). The fast a
 
 2.1x fewer CPU-seconds per page in the profile's run (106,692 parameters against 182,107).
 Expanding 3x instead of 2x cost 40 % more time (72- and 96-channel tensors miss the 16-channel
-multiples the CPU paths are fastest at); one block at 1/4 resolution instead of two saved 7 %. It replaces the default only if the
-protocol says it may: never below Otsu on any collection, worst collection no lower than the
+multiples the CPU paths are fastest at); one block at 1/4 resolution instead of two saved 7 %.
+It replaces the default only if the protocol says it may: never below Otsu on any collection, worst collection no lower than the
 released recipe's, within 2 FM of the U-Net on the mean (issue #13's targets), two seeds.
 
 The first arm is the protocol's own recipe with the protocol's run names, so pointing --workdir
