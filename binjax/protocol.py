@@ -82,11 +82,16 @@ def recipe_name(overrides: Mapping[str, Any]) -> str:
     return "binjax" if not rest else "binjax " + sweep_lib.run_name(rest)
 
 
+def is_scored(experiment: sweep_lib.Sweep, overrides: Mapping[str, Any]) -> bool:
+    """Whether score_run has written this run's scores."""
+    return (experiment.workdir(overrides) / "protocol" / _PAGES_CSV).exists()
+
+
 def score_run(experiment: sweep_lib.Sweep, overrides: Mapping[str, Any], *, progress: bool = True) -> pathlib.Path:
     """Scores a trained run on its test collections (once); returns its pages.csv."""
     workdir = experiment.workdir(overrides)
     out = workdir / "protocol"
-    if (out / _PAGES_CSV).exists():
+    if is_scored(experiment, overrides):
         return out / _PAGES_CSV
     from binjax import binarizers  # noqa: PLC0415 -- loads JAX
 

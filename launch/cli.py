@@ -125,3 +125,29 @@ def define_inference_flags() -> Callable[[], dict]:
         tile=tile.value, overlap=overlap.value, batch_size=batch.value, flip_tta=flip_tta.value, threshold=threshold.value,
         rescale=rescale.value,
     )
+
+
+class _CheckpointListParser(flags.ListParser):
+    """A comma-separated list of checkpoints in which an existing path keeps its own commas.
+
+    A sweep's or the protocol's run is a folder such as `arg=bickley,seed=0`: split at every comma,
+    the protocol's own runs could not be named. Neighbouring pieces that together name an existing
+    path stay one item (the longest such path wins); everything else splits as a plain list.
+    """
+
+    def parse(self, argument):
+        pieces = super().parse(argument)
+        if not isinstance(argument, str):
+            return pieces
+        items, start = [], 0
+        while start < len(pieces):
+            end = next((end for end in range(len(pieces), start + 1, -1)
+                        if Path(",".join(pieces[start:end])).expanduser().exists()), start + 1)
+            items.append(",".join(pieces[start:end]))
+            start = end
+        return items
+
+
+def define_checkpoints_flag(default, help_text: str, name: str = "checkpoints"):
+    """A --checkpoints list flag whose items may be paths with commas (sweep run folders)."""
+    return flags.DEFINE(_CheckpointListParser(), name, default, help_text, serializer=flags.CsvListSerializer(","))

@@ -24,10 +24,11 @@ import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-_CHECKPOINT = flags.DEFINE_list(
-    "checkpoints", [], "Model(s) to score, comma-separated: training workdirs (best checkpoint, else latest), "
+_CHECKPOINT = cli.define_checkpoints_flag(
+    [], "Model(s) to score, comma-separated: training workdirs (best checkpoint, else latest), "
     "step directories, export folders or released models (dibco_lite, dibco_unet). Default: the released "
-    "dibco_lite model; 'none' scores only the --method(s).")
+    "dibco_lite model; 'none' scores only the --method(s). A run folder with commas in its name "
+    "(arg=bickley,seed=0) stays whole.")
 _METHOD = flags.DEFINE_list(
     "methods", [], "Classic method(s) beside the model, comma-separated: otsu, sauvola, niblack, wolf, nick, su, "
     "gatos, isauvola, bataineh, bernsen, trsingh, wan; parameters after colons: sauvola:window=51:k=0.3.")

@@ -23,11 +23,13 @@ report.json and pages.csv (every page of every binarizer); each run's scores in
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
 
+import functools  # noqa: E402
 import re  # noqa: E402
 
 from absl import flags  # noqa: E402
 
 from binjax import protocol, sweep, sweep_runs  # noqa: E402
+from launch import cli  # noqa: E402
 
 _CONFIG = flags.DEFINE_string("config", None, "Protocol sweep file: configs/cross_collection.py[:variant].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Protocol root: each run trains in <workdir>/<run name>.")
@@ -38,9 +40,10 @@ _TRAIN = flags.DEFINE_bool("train", True, "Train the runs not done yet; --notrai
                            "runs trained so far, then reports.")
 _ONLY = flags.DEFINE_string("only", None, "Only runs whose name matches this regular expression, e.g. 'arg=bickley'.")
 _METHODS = flags.DEFINE_list("methods", list(protocol.BASELINES), "Classic methods scored beside the models.")
-_CHECKPOINTS = flags.DEFINE_list(
-    "checkpoints", [], "Models trained outside the protocol, also scored on every test collection: released "
-    "models (dibco_lite, dibco_unet) or workdirs. They may have seen some collections: say which in the report.")
+_CHECKPOINTS = cli.define_checkpoints_flag(
+    [], "Models trained outside the protocol, also scored on every test collection: released "
+    "models (dibco_lite, dibco_unet) or workdirs. They may have seen some collections: say which in the report. A run folder with commas "
+    "in its name (arg=bickley,seed=0) stays whole.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while scoring.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -61,13 +64,14 @@ def main(argv):
         if _CHECKPOINTS.value:
             print(f"Scoring {', '.join(_CHECKPOINTS.value)} on every test collection", flush=True)
             protocol.score_models(experiment, _CHECKPOINTS.value, progress=_PROGRESS.value)
-        for overrides in experiment.runs:  # runs trained earlier, e.g. by launch.train or a sweep
-            if experiment.status(overrides) == "done":
-                _score_and_report(experiment, overrides)
-
-        def on_done(overrides):
-            _score_and_report(experiment, overrides)
-
+        # Runs trained earlier (a resumed protocol, launch.train, a sweep) but not scored yet; the
+        # report is written once at the end, not once per run already scored.
+        for overrides in experiment.runs:
+            if experiment.status(overrides) == "done" and not protocol.is_scored(experiment, overrides):
+                print(f"Scoring {sweep.run_name(overrides)} on its test collections", flush=True)
+                protocol.score_run(experiment, overrides, progress=_PROGRESS.value)
+        protocol.write_report(experiment)
+        on_done = functools.partial(_score_and_report, experiment)
         if not _TRAIN.value:
             failed = []
         elif _PARALLEL.value > 0:

@@ -22,15 +22,16 @@ from launch import common  # noqa: F401  (first: sets XLA's CPU device count bef
 import pathlib  # noqa: E402
 
 from absl import app, flags  # noqa: E402
+from launch import cli  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "Output folder: per-page scores, report.md.")
 _COLLECTIONS = flags.DEFINE_list(
     "collections", ["dibco2013", "bickley", "phibd"], "Collections to score (dibco2009 ... dibco2016, bickley, "
     "monk_cuper, msi2015, nabuco, phibd).")
 _FACTORS = flags.DEFINE_list("factors", ["0.5", "1", "2"], "Resize factors of the test pages.")
-_CHECKPOINTS = flags.DEFINE_list(
-    "checkpoints", ["dibco_lite"], "Models (released names, export folders or training workdirs); 'none': only "
-    "the --methods.")
+_CHECKPOINTS = cli.define_checkpoints_flag(
+    ["dibco_lite"], "Models (released names, export folders or training workdirs); 'none': only "
+    "the --methods. A run folder with commas in its name (arg=bickley,seed=0) stays whole.")
 _RESCALE_MODES = flags.DEFINE_list(
     "rescale_modes", ["none", "auto"], "Each model is scored once per value, as --rescale means it in "
     "launch.evaluate: none, auto or a factor.")

@@ -135,3 +135,4 @@ def test_protocol_trains_scores_and_reports_the_worst_collection(tmp_path, reque
     again = subprocess.run(command, cwd=request.config.rootpath, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "3 done (skipped)" not in again.stdout  # one run: '1 done (skipped)'
     assert "1 done (skipped)" in again.stdout
+    assert "Scoring arg=" not in again.stdout  # a scored run is not scored (or announced) again
