@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from binjax import baselines, imageio, text_scale
+from binjax import contrast as contrast_lib
 from binjax.errors import ConfigError
 
 PathLike = str | os.PathLike
@@ -58,9 +59,11 @@ class ModelBinarizer:
 
     def __init__(self, checkpoint: PathLike, *, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
                  flip_tta: bool = False, threshold: float = 0.5, rescale: str | float | None = None,
-                 name: str = "model", all_devices: bool = True):
+                 contrast: str | None = None, name: str = "model", all_devices: bool = True):
         check_inference_options(tile=tile, overlap=overlap, batch_size=batch_size, flip_tta=flip_tta,
-                                threshold=threshold, rescale=rescale)
+                                threshold=threshold, rescale=rescale, contrast=contrast)
+        # Page contrast normalization (binjax.contrast): None or 'stretch'; None is the plain path.
+        self.contrast = contrast_lib.parse_contrast(contrast)
         # Text scale (binjax.text_scale): None, 'auto' or a factor; None is the plain path.
         self.rescale = text_scale.parse_rescale(rescale)
         # JAX and the model code load only when a model is used: classic-only runs stay light.
@@ -82,12 +85,14 @@ class ModelBinarizer:
         self.description = (f"model {self.config.model.name} from {self.step_dir} ({self.channels} channel(s); "
                             + ", ".join(f"{k}={v}" for k, v in self.options.items())
                             + (f", rescale={self.rescale}" if self.rescale is not None else "")
+                            + (f", contrast={self.contrast}" if self.contrast is not None else "")
                             + f"; {self.num_devices} {jax.devices()[0].platform} device(s))")
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.rescale is not None:
             return self.probability(image) > self.options["threshold"]
-        ink = self._binarize_page(self._predict_fn, imageio.to_channels(image, self.channels), **self.options)
+        image = contrast_lib.normalize(imageio.to_channels(image, self.channels), self.contrast)
+        ink = self._binarize_page(self._predict_fn, image, **self.options)
         return np.asarray(ink, dtype=bool)
 
     def probability(self, image: np.ndarray) -> np.ndarray:
@@ -96,7 +101,7 @@ class ModelBinarizer:
         from binjax import inference  # noqa: PLC0415
 
         options = {k: v for k, v in self.options.items() if k != "threshold"}
-        image = imageio.to_channels(image, self.channels)
+        image = contrast_lib.normalize(imageio.to_channels(image, self.channels), self.contrast)
         if self.rescale is None:
             return inference.sliding_window_predict(self._predict_fn, image, **options)
         return text_scale.rescaled_probability(
@@ -126,7 +131,7 @@ def parse_method(spec: str) -> tuple[str, dict[str, float]]:
 
 def check_inference_options(*, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
                             flip_tta: bool = False, threshold: float = 0.5,
-                            rescale: str | float | None = None) -> None:
+                            rescale: str | float | None = None, contrast: str | None = None) -> None:
     """Raises ConfigError naming the flag when a model-inference option is out of range.
 
     Called before any model loads or page is read, so a bad flag fails once, not once per page
@@ -143,6 +148,7 @@ def check_inference_options(*, tile: int = 512, overlap: float = 0.5, batch_size
         raise ConfigError(f"--threshold={threshold}: the ink probability threshold must be in (0, 1), "
                           "exclusive (0 or 1 would make every pixel ink, or none)")
     text_scale.parse_rescale(rescale)  # ConfigError naming --rescale
+    contrast_lib.parse_contrast(contrast)  # ConfigError naming --contrast
 
 
 def default_binarizer(**inference_options) -> Binarizer:

@@ -120,10 +120,13 @@ def define_inference_flags() -> Callable[[], dict]:
     threshold = flags.DEFINE_float("threshold", 0.5, "Model inference: ink probability threshold.")
     from binjax import text_scale  # noqa: PLC0415 -- numpy, scipy and PIL only: no JAX
 
+    from binjax import contrast  # noqa: PLC0415 -- numpy only
+
     rescale = flags.DEFINE_string("rescale", "none", text_scale.RESCALE_HELP)
+    contrast_mode = flags.DEFINE_string("contrast", "none", contrast.CONTRAST_HELP)
     return lambda: dict(
         tile=tile.value, overlap=overlap.value, batch_size=batch.value, flip_tta=flip_tta.value, threshold=threshold.value,
-        rescale=rescale.value,
+        rescale=rescale.value, contrast=contrast_mode.value,
     )
 
 

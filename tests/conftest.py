@@ -77,3 +77,29 @@ def save_tiny_checkpoint(workdir: pathlib.Path, channels: int = 1) -> pathlib.Pa
     saver.wait_until_finished()
     saver.close()
     return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_grey_workdir(tmp_path_factory) -> pathlib.Path:
+    """save_tiny_checkpoint's 1-channel model, saved once for every test that only runs it."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_grey_workdir"), channels=1)
+
+
+def binarize_with_bad_flag(tmp_path: pathlib.Path, page, flag: str) -> None:
+    """Runs launch.binarize on one page with a bad `flag`; asserts one stderr line naming it and no output."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    path = tmp_path / "page.png"
+    Image.fromarray(page).save(path)
+    env = dict(os.environ, PYTHONPATH=str(repo), JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-m", "launch.binarize", str(path), f"--out={tmp_path / 'o'}", flag],
+                            capture_output=True, text=True, cwd=repo, env=env, timeout=120)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0], result.stderr
+    assert not (tmp_path / "o").exists()

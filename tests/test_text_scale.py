@@ -1,10 +1,5 @@
 """Text scale: the stroke-width estimator, rescaled inference and its flag, and the scale test."""
 
-import os
-import pathlib
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -12,9 +7,7 @@ from scipy import ndimage
 
 from binjax import binarizers, inference, scale_test, text_scale
 from binjax.errors import ConfigError
-from conftest import save_tiny_checkpoint
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import binarize_with_bad_flag
 
 
 def stroke_page(width: int, size: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -95,34 +88,21 @@ def test_parse_rescale():
         binarizers.make_binarizers(methods=["otsu"], rescale="banana")  # before any model loads
 
 
-@pytest.fixture(scope="module")
-def tiny_workdir(tmp_path_factory):
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("workdir"), channels=1)
-
-
-def test_rescale_none_is_the_plain_path_and_a_factor_keeps_the_size(tiny_workdir):
+def test_rescale_none_is_the_plain_path_and_a_factor_keeps_the_size(tiny_grey_workdir):
     page, _ = stroke_page(5, size=90)
-    plain = binarizers.ModelBinarizer(tiny_workdir, tile=32, all_devices=False)
-    none = binarizers.ModelBinarizer(tiny_workdir, tile=32, rescale="none", all_devices=False)
+    plain = binarizers.ModelBinarizer(tiny_grey_workdir, tile=32, all_devices=False)
+    none = binarizers.ModelBinarizer(tiny_grey_workdir, tile=32, rescale="none", all_devices=False)
     reference = inference.binarize_page(plain._predict_fn, page[..., None], tile=32)
     np.testing.assert_array_equal(none(page), reference)
     np.testing.assert_array_equal(plain(page), reference)
     np.testing.assert_array_equal(none.probability(page), plain.probability(page))
-    doubled = binarizers.ModelBinarizer(tiny_workdir, tile=32, rescale=2.0, all_devices=False)
+    doubled = binarizers.ModelBinarizer(tiny_grey_workdir, tile=32, rescale=2.0, all_devices=False)
     assert doubled(page).shape == page.shape and doubled.probability(page).shape == page.shape
     assert "rescale=2.0" in doubled.description
 
 
 def test_bad_rescale_flag_is_one_line(tmp_path):
-    page = tmp_path / "page.png"
-    Image.fromarray(stroke_page(3, size=64)[0]).save(page)
-    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-m", "launch.binarize", str(page), f"--out={tmp_path / 'o'}",
-                             "--rescale=banana"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--rescale=banana" in lines[0], result.stderr
-    assert not (tmp_path / "o").exists()
+    binarize_with_bad_flag(tmp_path, stroke_page(3, size=64)[0], "--rescale=banana")
 
 
 # ----------------------------------------------------------------------------- the scale test

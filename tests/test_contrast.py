@@ -1,0 +1,89 @@
+"""Page contrast normalization (binjax/contrast.py), its inference option and its flag."""
+
+import numpy as np
+import pytest
+
+from binjax import binarizers, contrast, inference
+from binjax.errors import ConfigError
+from conftest import binarize_with_bad_flag
+
+
+def faint_page(size: int = 96, seed: int = 0) -> np.ndarray:
+    """A grey page whose ink is only 12 levels darker than its paper, with a little noise."""
+    rng = np.random.default_rng(seed)
+    page = np.full((size, size), 200.0)
+    page[20:30, 10:80] = 188.0
+    page[50:80, 40:46] = 188.0
+    return np.clip(page + rng.normal(0, 1.5, page.shape), 0, 255).round().astype(np.uint8)
+
+
+def test_percentile_levels_match_numpy_on_integer_levels():
+    rng = np.random.default_rng(1)
+    page = rng.integers(30, 220, size=(123, 77), dtype=np.uint8)
+    lo, hi = contrast.percentile_levels(page)
+    # The histogram's levels are the 'inverted_cdf' percentiles: the smallest level reaching p %.
+    assert (lo, hi) == tuple(int(v) for v in np.percentile(page, [1, 99], method="inverted_cdf"))
+    with pytest.raises(ValueError, match="uint8"):
+        contrast.percentile_levels(page.astype(np.float32))
+
+
+def test_stretch_spans_the_range_and_keeps_the_order():
+    page = faint_page()
+    out = contrast.stretch(page)
+    assert out.dtype == np.uint8 and out.shape == page.shape
+    lo, hi = contrast.percentile_levels(page)
+    assert (out[page <= lo] == 0).all() and (out[page >= hi] == 255).all()
+    # Monotone: a darker input pixel is never lighter out.
+    order = np.argsort(page.ravel(), kind="stable")
+    assert (np.diff(out.ravel()[order].astype(int)) >= 0).all()
+    # Ink 12 levels below the paper comes out far below it.
+    ink, paper = np.zeros(page.shape, bool), np.ones(page.shape, bool)
+    ink[20:30, 10:80] = ink[50:80, 40:46] = True
+    paper[ink] = False
+    assert out[paper].mean() - out[ink].mean() > 150
+
+
+def test_stretch_uses_one_map_for_every_channel_and_leaves_a_blank_page():
+    grey = faint_page()
+    colour = np.stack([grey, np.clip(grey.astype(int) - 20, 0, 255).astype(np.uint8), grey], axis=-1)
+    out = contrast.stretch(colour)
+    lo, hi = contrast.percentile_levels(colour)
+    table = np.clip(np.rint((np.arange(256) - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(out, table[colour])
+    blank = np.full((40, 50), 231, np.uint8)
+    assert contrast.stretch(blank) is blank
+
+
+def test_parse_contrast_and_normalize():
+    assert contrast.parse_contrast("none") is None and contrast.parse_contrast(None) is None
+    assert contrast.parse_contrast("stretch") == "stretch"
+    page = faint_page()
+    assert contrast.normalize(page, None) is page and contrast.normalize(page, "none") is page
+    for bad in ("banana", "Stretch", ""):
+        with pytest.raises(ConfigError, match=f"--contrast={bad}"):
+            contrast.parse_contrast(bad)
+    with pytest.raises(ConfigError, match="--contrast"):
+        binarizers.make_binarizers(methods=["otsu"], contrast="banana")  # before any model loads
+
+
+def test_model_binarizer_sees_the_stretched_page(tiny_grey_workdir):
+    page = faint_page()
+    plain = binarizers.ModelBinarizer(tiny_grey_workdir, tile=32, all_devices=False)
+    none = binarizers.ModelBinarizer(tiny_grey_workdir, tile=32, contrast="none", all_devices=False)
+    stretched = binarizers.ModelBinarizer(tiny_grey_workdir, tile=32, contrast="stretch", all_devices=False)
+    # 'none' is the plain path, bit for bit.
+    reference = inference.binarize_page(plain._predict_fn, page[..., None], tile=32)
+    np.testing.assert_array_equal(none(page), reference)
+    np.testing.assert_array_equal(none.probability(page), plain.probability(page))
+    # 'stretch' is the plain path on the stretched page, for both the mask and the probabilities.
+    expected = inference.binarize_page(plain._predict_fn, contrast.stretch(page)[..., None], tile=32)
+    np.testing.assert_array_equal(stretched(page), expected)
+    np.testing.assert_array_equal(stretched.probability(page), plain.probability(contrast.stretch(page)))
+    assert "contrast=stretch" in stretched.description and "contrast" not in plain.description
+    # With --rescale the stretch comes first (the probability path), and the page keeps its size.
+    both = binarizers.ModelBinarizer(tiny_grey_workdir, tile=32, contrast="stretch", rescale=2.0, all_devices=False)
+    assert both(page).shape == page.shape
+
+
+def test_bad_contrast_flag_is_one_line(tmp_path):
+    binarize_with_bad_flag(tmp_path, faint_page(64), "--contrast=banana")
