@@ -62,8 +62,6 @@ class ModelBinarizer:
                  contrast: str | None = None, name: str = "model", all_devices: bool = True):
         check_inference_options(tile=tile, overlap=overlap, batch_size=batch_size, flip_tta=flip_tta,
                                 threshold=threshold, rescale=rescale, contrast=contrast)
-        # Page contrast normalization (binjax.contrast): None or 'stretch'; None is the plain path.
-        self.contrast = contrast_lib.parse_contrast(contrast)
         # Text scale (binjax.text_scale): None, 'auto' or a factor; None is the plain path.
         self.rescale = text_scale.parse_rescale(rescale)
         # JAX and the model code load only when a model is used: classic-only runs stay light.
@@ -74,6 +72,9 @@ class ModelBinarizer:
         # a checkpoint step (the newest that restores) or an export folder
         model, self.config, self.step_dir = pretrained.load_model_and_source(checkpoint)
         self.channels = int(self.config.data.channels)
+        # Page contrast normalization (binjax.contrast): as asked, else as the model was trained.
+        self.contrast = (contrast_lib.parse_contrast(contrast)
+                         or contrast_lib.parse_contrast(self.config.data.get("contrast", "none")))
         self.options = dict(tile=int(tile), overlap=float(overlap), batch_size=int(batch_size),
                             flip_tta=bool(flip_tta), threshold=float(threshold))
         self._binarize_page = inference.binarize_page
@@ -85,7 +86,7 @@ class ModelBinarizer:
         self.description = (f"model {self.config.model.name} from {self.step_dir} ({self.channels} channel(s); "
                             + ", ".join(f"{k}={v}" for k, v in self.options.items())
                             + (f", rescale={self.rescale}" if self.rescale is not None else "")
-                            + (f", contrast={self.contrast}" if self.contrast is not None else "")
+                            + (f", contrast={self.contrast}" if self.contrast != "none" else "")
                             + f"; {self.num_devices} {jax.devices()[0].platform} device(s))")
 
     def __call__(self, image: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from binjax import defaults, losses, models, optim
+from binjax import contrast, defaults, losses, models, optim
 from binjax.data import clutter, pipeline, sources
 from binjax.errors import ConfigError
 
@@ -109,6 +109,7 @@ def _check_data(data) -> None:
     c = ml_collections.ConfigDict({"data": data})  # so messages say config.data.<key>
     _choice(c, "data.source", sources.SOURCES)
     _choice(c, "data.channels", (1, 3))
+    _choice(c, "data.contrast", contrast.MODES)
     _integer(c, "data.patch_size", 8)
     _integer(c, "data.val_patches", 1)
     _number(c, "data.fg_patch_fraction", 0.0, 1.0)

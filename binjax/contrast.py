@@ -12,7 +12,9 @@ choice (a few dust specks or clipped highlights do not set the range), fixed bef
 was scored with it, and not tuned since. They come from the page's histogram of 256 levels:
 exact, and ~100x cheaper than sorting an A4 page's 8.7 million values.
 
-`none` (the default) leaves the page as it is, bit for bit.
+`none` leaves the page as it is, bit for bit. A model trained with `config.data.contrast='stretch'`
+(every training and validation page stretched the same way) gets stretched pages at inference
+unless --contrast says otherwise; the released models were trained on plain pages (`none`).
 """
 
 from __future__ import annotations
@@ -24,16 +26,21 @@ from binjax.errors import ConfigError
 MODES = ("none", "stretch")
 PERCENTILES = (1.0, 99.0)
 CONTRAST_HELP = ("Model inference: contrast normalization of the page before the model sees it. none: as it is; "
-                 "stretch: its 1st percentile of grey levels to black and its 99th to white (binjax/contrast.py).")
+                 "stretch: its 1st percentile of grey levels to black and its 99th to white (binjax/contrast.py); "
+                 "empty (the default): as the model was trained (its config.data.contrast; none for the "
+                 "released models).")
 
 
 def parse_contrast(value: str | None) -> str | None:
-    """'none' (or None) -> None; 'stretch' -> 'stretch'; anything else raises ConfigError naming --contrast."""
-    if value is None or value == "none":
+    """'none' or 'stretch' as given; '' or None -> None (the model's own: its config.data.contrast).
+
+    Anything else raises ConfigError naming --contrast.
+    """
+    if value is None or value == "":
         return None
     if value in MODES:
         return value
-    raise ConfigError(f"--contrast={value}: give one of {', '.join(MODES)}")
+    raise ConfigError(f"--contrast={value}: give one of {', '.join(MODES)}, or leave it empty for the model's own")
 
 
 def percentile_levels(page: np.ndarray, low: float = PERCENTILES[0], high: float = PERCENTILES[1]) -> tuple[int, int]:
@@ -47,17 +54,21 @@ def percentile_levels(page: np.ndarray, low: float = PERCENTILES[0], high: float
     return lo, hi
 
 
+def stretch_table(lo: int, hi: int) -> np.ndarray | None:
+    """The 256-entry uint8 table mapping grey level lo to 0 and hi to 255; None when hi <= lo."""
+    if hi <= lo:
+        return None
+    levels = (np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(levels), 0, 255).astype(np.uint8)
+
+
 def stretch(page: np.ndarray, low: float = PERCENTILES[0], high: float = PERCENTILES[1]) -> np.ndarray:
     """uint8 page (HxW or HxWxC) with its `low` percentile mapped to 0 and its `high` one to 255.
 
     A page whose percentiles are equal (a blank page) is returned as it is.
     """
-    lo, hi = percentile_levels(page, low, high)
-    if hi <= lo:
-        return page
-    levels = (np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo))
-    table = np.clip(np.rint(levels), 0, 255).astype(np.uint8)
-    return table[page]
+    table = stretch_table(*percentile_levels(page, low, high))
+    return page if table is None else table[page]
 
 
 def normalize(page: np.ndarray, mode: str | None) -> np.ndarray:

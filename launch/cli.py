@@ -123,7 +123,7 @@ def define_inference_flags() -> Callable[[], dict]:
     from binjax import contrast  # noqa: PLC0415 -- numpy only
 
     rescale = flags.DEFINE_string("rescale", "none", text_scale.RESCALE_HELP)
-    contrast_mode = flags.DEFINE_string("contrast", "none", contrast.CONTRAST_HELP)
+    contrast_mode = flags.DEFINE_string("contrast", "", contrast.CONTRAST_HELP)
     return lambda: dict(
         tile=tile.value, overlap=overlap.value, batch_size=batch.value, flip_tta=flip_tta.value, threshold=threshold.value,
         rescale=rescale.value, contrast=contrast_mode.value,

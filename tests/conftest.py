@@ -60,9 +60,9 @@ def dibco_fixed_data_dir(tmp_path_factory) -> pathlib.Path:
     return data_dir
 
 
-def save_tiny_checkpoint(workdir: pathlib.Path, channels: int = 1) -> pathlib.Path:
+def save_tiny_checkpoint(workdir: pathlib.Path, channels: int = 1, **data) -> pathlib.Path:
     """An untrained tiny U-Net (the smoke config) saved by the real Checkpointer: a model to
-    run through the launchers without training one."""
+    run through the launchers without training one. `data` overrides config.data fields."""
     import jax  # noqa: PLC0415
 
     from binjax import checkpointing, sharding, train  # noqa: PLC0415
@@ -70,6 +70,7 @@ def save_tiny_checkpoint(workdir: pathlib.Path, channels: int = 1) -> pathlib.Pa
 
     config = default_config.get_config("smoke")  # unet depth 2, base width 4
     config.data.channels = channels
+    config.data.update(data)
     mesh = sharding.make_mesh(config.mesh, devices=jax.devices()[:1])
     state = train.make_steps(config, mesh).init()
     saver = checkpointing.Checkpointer(workdir, every_steps=1, best_metric=None)

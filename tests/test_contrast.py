@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from binjax import binarizers, contrast, inference
+from binjax import binarizers, config_checks, contrast, inference
+from binjax.data import pipeline, sources
 from binjax.errors import ConfigError
-from conftest import binarize_with_bad_flag
+from configs import default as default_config
+from conftest import binarize_with_bad_flag, save_tiny_checkpoint
 
 
 def faint_page(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -55,11 +57,11 @@ def test_stretch_uses_one_map_for_every_channel_and_leaves_a_blank_page():
 
 
 def test_parse_contrast_and_normalize():
-    assert contrast.parse_contrast("none") is None and contrast.parse_contrast(None) is None
-    assert contrast.parse_contrast("stretch") == "stretch"
+    assert contrast.parse_contrast(None) is None and contrast.parse_contrast("") is None  # the model's own
+    assert contrast.parse_contrast("none") == "none" and contrast.parse_contrast("stretch") == "stretch"
     page = faint_page()
     assert contrast.normalize(page, None) is page and contrast.normalize(page, "none") is page
-    for bad in ("banana", "Stretch", ""):
+    for bad in ("banana", "Stretch", "auto"):
         with pytest.raises(ConfigError, match=f"--contrast={bad}"):
             contrast.parse_contrast(bad)
     with pytest.raises(ConfigError, match="--contrast"):
@@ -87,3 +89,70 @@ def test_model_binarizer_sees_the_stretched_page(tiny_grey_workdir):
 
 def test_bad_contrast_flag_is_one_line(tmp_path):
     binarize_with_bad_flag(tmp_path, faint_page(64), "--contrast=banana")
+
+
+def test_a_model_trained_on_stretched_pages_gets_them_unless_told(tmp_path, tiny_grey_workdir):
+    trained_stretched = save_tiny_checkpoint(tmp_path / "stretched", channels=1, contrast="stretch")
+    page = faint_page()
+    plain = binarizers.ModelBinarizer(tiny_grey_workdir, tile=32, all_devices=False)
+    assert plain.contrast == "none"  # a model without data.contrast (every released one): plain pages
+    default = binarizers.ModelBinarizer(trained_stretched, tile=32, all_devices=False)
+    assert default.contrast == "stretch" and "contrast=stretch" in default.description
+    np.testing.assert_array_equal(default.probability(page),
+                                  inference.sliding_window_predict(default._predict_fn, contrast.stretch(page)[..., None],
+                                                                   tile=32, overlap=0.5, batch_size=4, flip_tta=False))
+    told = binarizers.ModelBinarizer(trained_stretched, tile=32, contrast="none", all_devices=False)
+    np.testing.assert_array_equal(told.probability(page),
+                                  inference.sliding_window_predict(told._predict_fn, page[..., None],
+                                                                   tile=32, overlap=0.5, batch_size=4, flip_tta=False))
+
+
+def _pages(n: int = 3) -> list[dict]:
+    rng = np.random.default_rng(3)
+    pages = []
+    for i in range(n):
+        image = faint_page(120 + 10 * i, seed=i)
+        mask = (image < 195).astype(np.uint8)
+        pages.append({"image": image[..., None], "mask": mask})
+    return pages + [{"image": rng.integers(0, 256, (90, 70, 1), dtype=np.uint8), "mask": np.zeros((90, 70), np.uint8)}]
+
+
+def test_training_and_validation_patches_are_crops_of_the_stretched_page():
+    pages = _pages()
+    wrapped = sources.ContrastLevels(pages)
+    assert len(wrapped) == len(pages)
+    for i, page in enumerate(pages):
+        assert wrapped[i]["contrast_levels"] == contrast.percentile_levels(page["image"])
+        assert wrapped[i]["contrast_levels"] is wrapped[i]["contrast_levels"]  # computed once per page
+    cfg = pipeline.default_data_config()
+    cfg.patch_size = 48
+    augment = pipeline.Augment.from_config(cfg.augment)
+    sampler = pipeline.RandomPatch(48, 0.5, augment)
+    for i, page in enumerate(pages):
+        # No photometric change, so the sampler's crop of the stretched page is exactly comparable.
+        no_colour = pipeline.RandomPatch(48, 0.5, pipeline.Augment(contrast=None, brightness=None, gamma=None,
+                                                                    blur_prob=0.0, noise_prob=0.0))
+        out = no_colour.random_map(wrapped[i], np.random.default_rng(i))
+        ref = no_colour.random_map({"image": contrast.stretch(page["image"]), "mask": page["mask"]},
+                                   np.random.default_rng(i))
+        np.testing.assert_array_equal(out["mask"], ref["mask"])
+        assert np.abs(out["image"].astype(int) - ref["image"].astype(int)).max() <= 1  # resize rounding
+        assert sampler.random_map(wrapped[i], np.random.default_rng(i))["image"].shape == (48, 48, 1)
+    val = pipeline.validation_patches(wrapped, cfg, seed=0, num_patches=4)
+    ref = pipeline.validation_patches([{"image": contrast.stretch(p["image"]), "mask": p["mask"]} for p in pages],
+                                      cfg, seed=0, num_patches=4)
+    np.testing.assert_array_equal(val["image"], ref["image"])
+    np.testing.assert_array_equal(val["mask"], ref["mask"])
+
+
+def test_config_contrast_wraps_the_sources_and_is_checked():
+    config = default_config.get_config("smoke")
+    plain_train, _ = sources.make_sources(config.data, 0)
+    assert not isinstance(plain_train, sources.ContrastLevels)
+    config.data.contrast = "stretch"
+    train, val = sources.make_sources(config.data, 0)
+    assert isinstance(train, sources.ContrastLevels) and isinstance(val, sources.ContrastLevels)
+    assert "contrast_levels" in train[0]
+    config.data.contrast = "banana"
+    with pytest.raises(ConfigError, match="config.data.contrast='banana'"):
+        config_checks.check_config(config)

@@ -37,6 +37,8 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageFilter
 
+from binjax import contrast
+
 _MAX_SEED = 2**32
 
 
@@ -49,6 +51,9 @@ def default_data_config() -> ml_collections.ConfigDict:
         (nnU-Net uses 1/3). Pages without foreground always give uniform crops.
       val_fg_patch_fraction: the same for the fixed validation patches; None = fg_patch_fraction.
         Set it when fg_patch_fraction is what is compared, so every run scores the same patches.
+      contrast: 'none' or 'stretch': every training and validation page contrast-stretched as
+        binjax.contrast.stretch does (its 1st-99th percentile grey levels to the full range), and
+        so, by default, every page the trained model binarizes (binjax.binarizers.ModelBinarizer).
       read_threads: grain reader threads (ReadOptions.num_threads).
       prefetch: batches buffered ahead (ReadOptions.prefetch_buffer_size).
       augment: ConfigDict of augmentations (geometric ones move image and mask together;
@@ -73,6 +78,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     cfg.patch_size = 256
     cfg.fg_patch_fraction = 0.33
     cfg.val_fg_patch_fraction = None
+    cfg.contrast = "none"
     cfg.read_threads = 2
     cfg.prefetch = 4
     cfg.augment = ml_collections.ConfigDict(dataclasses.asdict(Augment()))
@@ -244,6 +250,7 @@ class RandomPatch(grain.transforms.RandomMap):
         if aug.enabled and aug.scale_range is not None and aug.scale_range != (1.0, 1.0):
             crop = max(1, round(size * _log_uniform(*aug.scale_range, rng)))
         image, mask = sample_crop(image, mask, crop, self.fg_patch_fraction, rng)
+        image = _stretched(image, element)
         if mask.max(initial=0) > 1:  # checked on the crop: cheap, and catches 0/255 masks
             raise ValueError(f"source masks must hold values {{0, 1}} (1 = foreground), found {mask.max()}")
         if crop != size:
@@ -259,6 +266,14 @@ class RandomPatch(grain.transforms.RandomMap):
             image = _photometric(image, aug, rng)
         # Copies: a crop may be a view into a source's read-only page cache.
         return {"image": np.array(image, order="C"), "mask": np.array(mask[..., None], order="C")}
+
+
+def _stretched(crop: np.ndarray, element: Any) -> np.ndarray:
+    """The crop as binjax.contrast.stretch would show it on its whole page, when the source says
+    so (sources.ContrastLevels: config.data.contrast='stretch'); else the crop itself."""
+    levels = element.get("contrast_levels") if isinstance(element, dict) else None
+    table = None if levels is None else contrast.stretch_table(*levels)
+    return crop if table is None else table[crop]
 
 
 def _check_example(element: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -428,8 +443,9 @@ def validation_patches(source: Any, data_cfg: Any, *, seed: int, num_patches: in
     images, masks = [], []
     for i in range(num_patches):
         rng = np.random.default_rng(np.random.SeedSequence([seed, i]))
-        image, mask = _check_example(source[i % len(source)])
+        element = source[i % len(source)]
+        image, mask = _check_example(element)
         image, mask = sample_crop(image, mask, patch_size, fg_fraction, rng)
-        images.append(image)
+        images.append(_stretched(image, element))
         masks.append(mask[..., None])
     return {"image": np.stack(images), "mask": np.stack(masks)}

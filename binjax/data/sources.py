@@ -5,7 +5,9 @@ from __future__ import annotations
 import operator
 
 import ml_collections
+import numpy as np
 
+from binjax import contrast
 from binjax.data import page_checks
 from binjax.data.clutter import Clutter
 from binjax.data.folder import FolderPairs
@@ -143,8 +145,43 @@ def _real_sources(cfg: ml_collections.ConfigDict, source: str):
     raise ValueError(f"config.data.source={source!r} is unknown; known sources: {SOURCES}")
 
 
+class ContrastLevels:
+    """A source whose pages carry the two grey levels that binjax.contrast.stretch maps to 0 and 255.
+
+    {'image', 'mask'} pages come out with 'contrast_levels': (lo, hi) of the whole page, computed
+    once per page from its histogram and kept; the patch sampler stretches each crop with them
+    (binjax/data/pipeline.py), which is the crop of the stretched page at a fraction of the cost.
+    config.data.contrast='stretch' wraps the training and validation sources in it, so the model
+    learns on pages as binjax.contrast shows them to it at inference.
+    """
+
+    def __init__(self, pages):
+        self.pages = pages
+        self._levels: dict[int, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def __getitem__(self, index: int):
+        element = self.pages[index]
+        index = operator.index(index)
+        if index not in self._levels:
+            self._levels[index] = contrast.percentile_levels(np.asarray(element["image"]))
+        return {**element, "contrast_levels": self._levels[index]}
+
+    def __repr__(self) -> str:
+        return f"ContrastLevels({self.pages!r})"
+
+
 def make_sources(cfg: ml_collections.ConfigDict, seed: int):
     """Returns (train_source, val_source): random-access sources of {'image', 'mask'} pages."""
+    train, val = _make_sources(cfg, seed)
+    if cfg.get("contrast", "none") == "stretch":
+        return ContrastLevels(train), ContrastLevels(val)
+    return train, val
+
+
+def _make_sources(cfg: ml_collections.ConfigDict, seed: int):
     if cfg.source == "synthetic":
         syn = cfg.synthetic
         return (_synthetic_source(cfg, syn.train_pages, seed),
