@@ -38,7 +38,8 @@ _PARALLEL = flags.DEFINE_integer("parallel", 0, "0: train the runs one after ano
 _REPORT = flags.DEFINE_bool("report", False, "Only write the report from the runs scored so far, and exit.")
 _TRAIN = flags.DEFINE_bool("train", True, "Train the runs not done yet; --notrain scores the baselines and the "
                            "runs trained so far, then reports.")
-_ONLY = flags.DEFINE_string("only", None, "Only runs whose name matches this regular expression, e.g. 'arg=bickley'.")
+_ONLY = flags.DEFINE_string("only", None, "Only train and score the runs whose name matches this regular expression, "
+                            "e.g. 'arg=bickley'; the report still shows every run scored so far.")
 _METHODS = flags.DEFINE_list("methods", list(protocol.BASELINES), "Classic methods scored beside the models.")
 _CHECKPOINTS = cli.define_checkpoints_flag(
     [], "Models trained outside the protocol, also scored on every test collection: released "
@@ -51,11 +52,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     experiment = sweep.Sweep(_CONFIG.value, _WORKDIR.value)
-    if _ONLY.value:
-        experiment.runs = [r for r in experiment.runs if re.search(_ONLY.value, sweep.run_name(r))]
+    # --only picks the runs to train and score; the report keeps every run of the sweep scored so
+    # far (a protocol run fold by fold must not shrink its report to the last fold).
+    runs = [r for r in experiment.runs if not _ONLY.value or re.search(_ONLY.value, sweep.run_name(r))]
     if not _REPORT.value:
         common.initialize_runtime()
-        plan = sweep_runs.pending_runs(experiment, experiment.runs, title=f"Protocol {_CONFIG.value}")
+        plan = sweep_runs.pending_runs(experiment, runs, title=f"Protocol {_CONFIG.value}")
         # The references first, then each run scored (and the report rewritten) as soon as it has
         # trained: a protocol takes many hours, and one stopped before its last run keeps the
         # scores of every run it finished.
@@ -66,11 +68,12 @@ def main(argv):
             protocol.score_models(experiment, _CHECKPOINTS.value, progress=_PROGRESS.value)
         # Runs trained earlier (a resumed protocol, launch.train, a sweep) but not scored yet; the
         # report is written once at the end, not once per run already scored.
-        for overrides in experiment.runs:
-            if experiment.status(overrides) == "done" and not protocol.is_scored(experiment, overrides):
-                print(f"Scoring {sweep.run_name(overrides)} on its test collections", flush=True)
-                protocol.score_run(experiment, overrides, progress=_PROGRESS.value)
-        protocol.write_report(experiment)
+        unscored = [o for o in runs if experiment.status(o) == "done" and not protocol.is_scored(experiment, o)]
+        for overrides in unscored:
+            print(f"Scoring {sweep.run_name(overrides)} on its test collections", flush=True)
+            protocol.score_run(experiment, overrides, progress=_PROGRESS.value)
+        if unscored:
+            protocol.write_report(experiment)
         on_done = functools.partial(_score_and_report, experiment)
         if not _TRAIN.value:
             failed = []

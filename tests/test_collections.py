@@ -136,3 +136,8 @@ def test_protocol_trains_scores_and_reports_the_worst_collection(tmp_path, reque
     assert again.returncode == 0 and "3 done (skipped)" not in again.stdout  # one run: '1 done (skipped)'
     assert "1 done (skipped)" in again.stdout
     assert "Scoring arg=" not in again.stdout  # a scored run is not scored (or announced) again
+    # --only narrows what is trained and scored, not the report: the run scored earlier stays in it.
+    narrowed = subprocess.run(command + ["--only=arg=no_such_fold", "--notrain"], cwd=request.config.rootpath,
+                              capture_output=True, text=True, timeout=600)
+    assert narrowed.returncode == 0, narrowed.stderr[-3000:]
+    assert set(json.loads((workdir / "report.json").read_text())["collections"]) == {"binjax", "otsu"}
