@@ -140,7 +140,7 @@ def inference_throughput(
     width: int,
     tile: int = 512,
     batch_size: int = 4,
-    overlap: float = 0.5,
+    overlap: float = 0.25,  # binjax.inference.DEFAULT_OVERLAP
     repeats: int = 1,
 ) -> dict:
     """Full-page sliding-window inference of a (randomly initialised) model on a synthetic page."""

@@ -23,6 +23,9 @@ from binjax import baselines, imageio, text_scale
 from binjax import contrast as contrast_lib
 from binjax.errors import ConfigError
 
+# = binjax.inference.DEFAULT_OVERLAP, which this module does not import: it loads JAX.
+DEFAULT_OVERLAP = 0.25
+
 PathLike = str | os.PathLike
 
 
@@ -57,7 +60,7 @@ class ModelBinarizer:
     a multiple of their number); False: the default device only.
     """
 
-    def __init__(self, checkpoint: PathLike, *, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
+    def __init__(self, checkpoint: PathLike, *, tile: int = 512, overlap: float = DEFAULT_OVERLAP, batch_size: int = 4,
                  flip_tta: bool = False, threshold: float = 0.5, rescale: str | float | None = None,
                  contrast: str | None = None, name: str = "model", all_devices: bool = True):
         check_inference_options(tile=tile, overlap=overlap, batch_size=batch_size, flip_tta=flip_tta,
@@ -130,7 +133,7 @@ def parse_method(spec: str) -> tuple[str, dict[str, float]]:
     return method.lower(), params
 
 
-def check_inference_options(*, tile: int = 512, overlap: float = 0.5, batch_size: int = 4,
+def check_inference_options(*, tile: int = 512, overlap: float = DEFAULT_OVERLAP, batch_size: int = 4,
                             flip_tta: bool = False, threshold: float = 0.5,
                             rescale: str | float | None = None, contrast: str | None = None) -> None:
     """Raises ConfigError naming the flag when a model-inference option is out of range.

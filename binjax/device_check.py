@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("json_out")
     inf.add_argument("--config", required=True, help="config file[:variant], e.g. configs/default.py")
     inf.add_argument("--tile", type=int, default=512)
-    inf.add_argument("--overlap", type=float, default=0.5)
+    inf.add_argument("--overlap", type=float, default=0.25)  # binjax.inference.DEFAULT_OVERLAP
     inf.add_argument("--cap", type=int, default=256, help="largest tile batch to try")
     inf.add_argument("--page", default=f"{A4_300DPI[0]}x{A4_300DPI[1]}", help="smallest page HxW")
     inf.add_argument("--seconds", type=float, default=100, help="time budget of the search")

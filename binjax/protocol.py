@@ -32,6 +32,10 @@ MEASURES = ("fm", "pfm", "psnr", "drd")
 HIGHER_IS_BETTER = {"fm": True, "pfm": True, "psnr": True, "drd": False}
 _PAGES_CSV = "pages.csv"
 _PAGE_COLUMNS = ("binarizer", "run", "seed", "collection", "page", *MEASURES)
+# The protocol's own inference settings, fixed so that runs scored in different sessions stay
+# comparable when a library default moves (the default overlap went from 0.5 to 0.25 after the
+# first seed was scored); everything else is the library's default.
+SCORING = dict(overlap=0.5)
 
 
 def _test_collections(config) -> list[str]:
@@ -96,7 +100,7 @@ def score_run(experiment: sweep_lib.Sweep, overrides: Mapping[str, Any], *, prog
     from binjax import binarizers  # noqa: PLC0415 -- loads JAX
 
     config = experiment.config(overrides)
-    (model,) = binarizers.make_binarizers([workdir]).values()
+    (model,) = binarizers.make_binarizers([workdir], **SCORING).values()
     rows = _score({"model": model}, _test_collections(config), config, out,
                   weights_cache=experiment.root / "weights_cache", progress=progress)
     for row in rows:
@@ -145,7 +149,7 @@ def score_models(experiment: sweep_lib.Sweep, checkpoints: Sequence[str], *, pro
         for name, config in configs.items():
             out = experiment.root / "models" / label / name
             if not (out / _PAGES_CSV).exists():
-                model = model or next(iter(binarizers.make_binarizers([checkpoint]).values()))
+                model = model or next(iter(binarizers.make_binarizers([checkpoint], **SCORING).values()))
                 rows = _score({"model": model}, [name], config, out,
                               weights_cache=experiment.root / "weights_cache", progress=progress)
                 for row in rows:

@@ -111,8 +111,11 @@ def define_inference_flags() -> Callable[[], dict]:
 
     Returns a function giving their values as keyword arguments of binarizers.make_binarizers.
     """
+    from binjax import binarizers  # noqa: PLC0415 -- no JAX until a model is used
+
     tile = flags.DEFINE_integer("tile", 512, "Model inference: tile size in pixels.")
-    overlap = flags.DEFINE_float("overlap", 0.5, "Model inference: overlap between tiles, a fraction of the tile.")
+    overlap = flags.DEFINE_float("overlap", binarizers.DEFAULT_OVERLAP,
+                                 "Model inference: overlap between tiles, a fraction of the tile.")
     batch = flags.DEFINE_integer("inference_batch", 4, "Model inference: tiles per forward pass (as in launch.benchmark).")
     flags.DEFINE_alias("batch", "inference_batch")  # the old name, deprecated
     flags.FLAGS["batch"].help = "Deprecated: the old name of --inference_batch."

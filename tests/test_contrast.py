@@ -100,11 +100,11 @@ def test_a_model_trained_on_stretched_pages_gets_them_unless_told(tmp_path, tiny
     assert default.contrast == "stretch" and "contrast=stretch" in default.description
     np.testing.assert_array_equal(default.probability(page),
                                   inference.sliding_window_predict(default._predict_fn, contrast.stretch(page)[..., None],
-                                                                   tile=32, overlap=0.5, batch_size=4, flip_tta=False))
+                                                                   tile=32, batch_size=4, flip_tta=False))
     told = binarizers.ModelBinarizer(trained_stretched, tile=32, contrast="none", all_devices=False)
     np.testing.assert_array_equal(told.probability(page),
                                   inference.sliding_window_predict(told._predict_fn, page[..., None],
-                                                                   tile=32, overlap=0.5, batch_size=4, flip_tta=False))
+                                                                   tile=32, batch_size=4, flip_tta=False))
 
 
 def _pages(n: int = 3) -> list[dict]:

@@ -149,7 +149,7 @@ def test_last_batch_is_padded_to_one_shape(predict):
     assert tiles % 6 != 0
     assert calls == [(6, 32, 32, 1)] * -(-tiles // 6)
     # Batch size and padding do not change the result.
-    np.testing.assert_allclose(prob, sliding_window_predict(predict, page, tile=32, batch_size=4),
+    np.testing.assert_allclose(prob, sliding_window_predict(predict, page, tile=32, overlap=0.5, batch_size=4),
                                atol=1e-6)
 
 
@@ -216,3 +216,16 @@ def test_gaussian_importance_map():
     np.testing.assert_allclose(weights, weights.T)
     # sigma = tile / 8: one sigma from the centre the weight is exp(-1/2).
     assert weights[31, 31 - 8] / weights[31, 31] == pytest.approx(np.exp(-0.5 * (8.5**2 - 0.5**2) / 64), rel=1e-4)
+
+
+def test_one_default_overlap_everywhere():
+    """The inference library, the JAX-free binarizers module (flags and ModelBinarizer) agree; the
+    protocol pins its own so that scores from different sessions stay comparable."""
+    import inspect
+
+    from binjax import binarizers, inference, protocol
+
+    assert binarizers.DEFAULT_OVERLAP == inference.DEFAULT_OVERLAP == 0.25
+    assert inspect.signature(binarizers.ModelBinarizer).parameters["overlap"].default == inference.DEFAULT_OVERLAP
+    assert inspect.signature(inference.sliding_window_predict).parameters["overlap"].default == 0.25
+    assert protocol.SCORING == {"overlap": 0.5}
