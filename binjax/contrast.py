@@ -3,7 +3,7 @@
 A model trained on pages whose ink is 60-200 grey levels darker than the paper learns that
 difference as part of what ink is. On pages where it is 6-16 levels (some spectral bands of the
 MSI 2015 letters: the ink barely shows, yet Su's contrast-normalized method finds it), the
-protocol's fold model marked almost nothing as ink: FM 0-6 on 9 of its 29 pages.
+protocol's fold model marked almost nothing as ink: FM 0-6 on 7 of its 29 pages.
 
 `stretch` maps the page's 1st percentile of grey levels to 0 and its 99th to 255, one linear map
 for every channel, so the faintest page spans the range a model was trained on while a page that

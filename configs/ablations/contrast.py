@@ -1,6 +1,6 @@
 """Contrast-stretched pages, in the cross-collection protocol (issue #13).
 
-The protocol's seed-0 MSI 2015 fold model marked almost nothing as ink on 9 of its 29 pages,
+The protocol's seed-0 MSI 2015 fold model marked almost nothing as ink on 7 of its 29 pages (FM 0-6),
 whose ink is only 6-16 grey levels below the paper (one spectral band of a multispectral
 capture). binjax/contrast.py stretches a page's 1st-99th percentile grey levels to the full
 range. At inference alone (`--contrast=stretch`, no retraining) it is measured with the

@@ -2,7 +2,8 @@
 
 Reads launch.scale_test's output folders (<scale_root>/<fold>/x<factor>/<collection>/pages.csv,
 one per fold, the fold model scored as `binjax-seed0_<fold>` with and without --rescale=auto)
-and the protocol's x1 scores (<protocol_root>/pages.csv and baselines/<collection>/pages.csv);
+and the protocol's x1 scores (<protocol_root>/arg=<fold>,seed=0/protocol/pages.csv and
+baselines/<collection>/pages.csv);
 writes pages.csv (every page, scale and binarizer) and tables.md beside this file.
 
   python docs/ablations/dibco/protocol_scale/make_tables.py /work/protocol/scale /work/protocol/baseline
@@ -30,12 +31,13 @@ def _rows(scale_root: pathlib.Path, protocol_root: pathlib.Path) -> list[dict]:
                           else "fold model" if name.startswith("binjax-") else name)
                 rows.append(dict(binarizer=column, factor=float(row["factor"]), collection=row["collection"],
                                  page=row["page"], fm=float(row["fm"])))
-    x1 = [protocol_root / "pages.csv"] + sorted(protocol_root.glob("baselines/*/pages.csv"))
+    # x1: the protocol's own scores of the recipe's seed-0 runs (arg=<fold>,seed=0) and baselines.
+    x1 = sorted(protocol_root.glob("arg=*,seed=0/protocol/pages.csv")) + sorted(protocol_root.glob("baselines/*/pages.csv"))
     for path in x1:
+        if path.parts[-3].startswith("arg=") and path.parts[-3].count(",") != 1:
+            continue  # a run of another arm (arg=<fold>,<override>,seed=0)
         with path.open() as f:
             for row in csv.DictReader(f):
-                if row["binarizer"] == "binjax" and row.get("seed", "0") != "0":
-                    continue
                 column = "fold model" if row["binarizer"] == "binjax" else row["binarizer"]
                 rows.append(dict(binarizer=column, factor=1.0, collection=row["collection"], page=row["page"],
                                  fm=float(row["fm"])))
