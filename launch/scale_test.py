@@ -39,6 +39,8 @@ _METHODS = flags.DEFINE_list("methods", ["otsu", "sauvola", "su"], "Classic meth
 _ROOT = flags.DEFINE_string("root", "../shared/data", "Holds dibco/<year>/ and extra/<collection>/.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir the collections are prepared in ('' = tfds default).")
 _TILE = flags.DEFINE_integer("tile", 512, "Model inference: tile size in pixels.")
+_OVERLAP = flags.DEFINE_float("overlap", 0.25, "Model inference: overlap between tiles, a fraction of the tile "
+                              "(binjax's default; 0.5 to compare with tables measured before 2026-12-06).")
 _REPORT = flags.DEFINE_bool("report", False, "Only write the report from what is scored so far.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 _STROKE_WIDTHS = flags.DEFINE_bool(
@@ -57,7 +59,8 @@ def _binarizers():
         for mode, spec in zip(modes, _RESCALE_MODES.value):
             name = binarizers.safe_name(f"binjax-{pathlib.Path(checkpoint).name}"
                                         + ("" if mode is None else f"-rescale_{spec}"))
-            models[name] = binarizers.ModelBinarizer(checkpoint, name=name, tile=_TILE.value, rescale=mode)
+            models[name] = binarizers.ModelBinarizer(checkpoint, name=name, tile=_TILE.value, overlap=_OVERLAP.value,
+                                                          rescale=mode)
     return {**models, **(binarizers.make_binarizers((), _METHODS.value) if _METHODS.value else {})}
 
 
