@@ -110,7 +110,8 @@ def main(argv):
             model = nnx.merge(train.model_graphdefs(config)[1], state["params"], state["batch_stats"])
     if "stablehlo" in _FORMATS.value:
         card["stablehlo"] = stablehlo.write_stablehlo(
-            model, out, in_channels=int(config.data.channels), tile=_TILE.value, platforms=_PLATFORMS.value)
+            model, out, in_channels=int(config.data.channels), tile=_TILE.value, platforms=_PLATFORMS.value,
+            contrast=str(config.data.get("contrast", "none")))
         (out / export.CARD).write_text(json.dumps(card, indent=2) + "\n")
     for path in sorted(out.iterdir()):
         print(f"  {path}: {path.stat().st_size / 2**20:.2f} MiB")

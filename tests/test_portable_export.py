@@ -38,8 +38,11 @@ def _run_without_binjax(args, cwd):
 def exported(tmp_path_factory):
     """The smoke checkpoint exported by the launcher as weights and StableHLO at once."""
     root = tmp_path_factory.mktemp("portable")
-    workdir = save_tiny_checkpoint(root / "run")
-    out = root / "export"
+    return _export(save_tiny_checkpoint(root / "run"), root / "export")
+
+
+def _export(workdir, out):
+    """launch.export of a training workdir as weights and StableHLO at once; returns `out`."""
     result = subprocess.run(
         [sys.executable, "-m", "launch.export", f"--checkpoint={workdir}", f"--out={out}",
          "--formats=weights,stablehlo", f"--tile={TILE}"],
@@ -148,3 +151,29 @@ def test_the_released_lite_model_exports_and_predicts_as_binjax():
     tiles = np.stack([grey[:64, :64], grey[100:164, 200:264]])
     expected = np.asarray(inference.make_predict_fn(model)(tiles.astype(np.float32) / np.float32(255)))
     np.testing.assert_allclose(np.asarray(artifact.call(tiles)), expected, rtol=0, atol=1e-5)
+
+
+def test_the_runner_stretches_as_binjax_and_as_the_model_was_trained(tmp_path):
+    """A model trained on contrast-stretched pages: the card records it, and the runner (which
+    repeats binjax.contrast.stretch) gives binjax's probabilities without being told."""
+    from binjax import contrast
+    from binjax.portable import run_stablehlo
+
+    rng = np.random.default_rng(5)
+    for page in (rng.integers(90, 140, (37, 41, 1), dtype=np.uint8), rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+                 np.full((9, 9, 1), 77, np.uint8)):
+        np.testing.assert_array_equal(run_stablehlo.stretch(page), contrast.stretch(page))
+    out = _export(save_tiny_checkpoint(tmp_path / "run", contrast="stretch"), tmp_path / "export")
+    assert export.read_card(out)["stablehlo"]["contrast"] == "stretch"
+    faint = (_page().astype(np.int32) // 8 + 150).astype(np.uint8)  # ink a few levels below the paper
+    Image.fromarray(faint).save(tmp_path / "faint.png")
+    model = binarizers.ModelBinarizer(out, tile=TILE)
+    assert model.contrast == "stretch"
+    expected = np.asarray(model.probability(faint))
+    for extra, want in (([], expected), (["--contrast=none"], np.asarray(
+            binarizers.ModelBinarizer(out, tile=TILE, contrast="none").probability(faint)))):
+        result = _run_without_binjax([out / "run_stablehlo.py", "faint.png", "faint_bw.png",
+                                      "--probabilities=prob.npy", *extra], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        np.testing.assert_allclose(np.load(tmp_path / "prob.npy"), want, rtol=0, atol=1e-5)
+    assert np.abs(expected - np.load(tmp_path / "prob.npy")).max() > 1e-3  # the two really differ

@@ -14,12 +14,15 @@ The artifact maps uint8 tiles [b, t, t, C] (NHWC, pixels as read) to float32 ink
 one), the probabilities blended with a Gaussian weight per tile (sigma = t / 8) and thresholded
 (> --threshold): the same probabilities as `binjax-binarize` gives with the same model, tile and
 overlap, to float rounding (README "Export a model" has the measured difference). The output is
-a 1-bit PNG, ink black, with the input's resolution (dpi) kept.
+a 1-bit PNG, ink black, with the input's resolution (dpi) kept. A model trained on
+contrast-stretched pages (binjax's config.data.contrast='stretch', recorded in card.json beside
+the artifact) gets its pages stretched the same way unless --contrast says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import pathlib
 import sys
@@ -43,6 +46,27 @@ def read_page(path: pathlib.Path, channels: int) -> tuple[np.ndarray, tuple | No
             image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
         page = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
     return (page[:, :, None] if page.ndim == 2 else page), dpi
+
+
+def stretch(page: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """binjax.contrast.stretch, repeated here because this script must not import binjax: the
+    page's `low` and `high` percentile grey levels (all channels, from its histogram) to 0 and 255."""
+    counts = np.cumsum(np.bincount(page.ravel(), minlength=256))
+    lo = int(np.searchsorted(counts, counts[-1] * low / 100.0, side="left"))
+    hi = int(np.searchsorted(counts, counts[-1] * high / 100.0, side="left"))
+    if hi <= lo:
+        return page
+    levels = (np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(levels), 0, 255).astype(np.uint8)[page]
+
+
+def model_contrast(model: pathlib.Path) -> str:
+    """The contrast preparation card.json (written beside the artifact by binjax's export) records."""
+    card = model.with_name("card.json")
+    try:
+        return json.loads(card.read_text()).get("stablehlo", {}).get("contrast", "none")
+    except (OSError, ValueError, AttributeError):
+        return "none"  # no card (an artifact copied alone), or not binjax's: pages as they are
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -100,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inference_batch", type=int, default=4, help="tiles per call of the model")
     parser.add_argument("--threshold", type=float, default=0.5, help="ink where probability > this, (0, 1)")
     parser.add_argument("--probabilities", type=pathlib.Path, help="also save the float32 H x W probabilities (.npy)")
+    parser.add_argument("--contrast", choices=("none", "stretch"), default=None,
+                        help="stretch: the page's 1st-99th percentile grey levels to the full range first; "
+                             "default: as the model was trained (card.json beside it), else none")
     args = parser.parse_args(argv)
     problems = [f"--overlap={args.overlap}: must be in [0, 1)" * (not 0.0 <= args.overlap < 1.0),
                 f"--inference_batch={args.inference_batch}: must be >= 1" * (args.inference_batch < 1),
@@ -120,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: {args.page}: not a readable image ({e})", file=sys.stderr)
         return 2
+    if (args.contrast or model_contrast(args.model)) == "stretch":
+        page = stretch(page)
     probability = ink_probability(exported, page, overlap=args.overlap, batch=args.inference_batch)
     if args.probabilities:
         np.save(args.probabilities, probability)
