@@ -1,7 +1,7 @@
 """Tables of the contrast study: each protocol fold model on its test collections, plain and stretched.
 
 Reads the protocol's scores of its fold models on plain pages (<protocol_root>/arg=<fold>,seed=<n>/
-protocol/pages.csv) and of the classic methods (baselines/*/pages.csv),
+protocol/pages.csv), of the arm trained on stretched pages (arg=<fold>,data.contrast=stretch,seed=<n>) and of the classic methods (baselines/*/pages.csv),
 and launch.evaluate's scores of the same models with --contrast=stretch
 (<stretch_root>/seed<N>_stretch/<collection>/model/per_image.csv, where <collection> is the
 folder's name: 2009 ... 2016 for the DIBCO years). Pages the protocol leaves out (MSI 2015 H12)
@@ -28,12 +28,17 @@ def _collection(folder: str) -> str:
 
 def read_rows(protocol_root: pathlib.Path, stretch_root: pathlib.Path) -> list[dict]:
     rows, pages = [], set()
-    for path in sorted(protocol_root.glob("arg=*,seed=*/protocol/pages.csv")):  # the recipe's runs only
-        if path.parts[-3].count(",") != 1:
-            continue  # a run of another arm (arg=<fold>,<override>,seed=<n>)
+    for path in sorted(protocol_root.glob("arg=*,seed=*/protocol/pages.csv")):
+        run = path.parts[-3]
+        if run.count(",") == 1:  # the recipe's runs: arg=<fold>,seed=<n>
+            mode = "none"
+        elif ",data.contrast=stretch," in run:  # the arm trained (and so scored) on stretched pages
+            mode = "trained on stretched"
+        else:
+            continue  # a run of another ablation sharing the root
         with path.open() as f:
             for r in csv.DictReader(f):
-                rows.append(dict(binarizer="fold model", contrast="none", seed=int(r["seed"]),
+                rows.append(dict(binarizer="fold model", contrast=mode, seed=int(r["seed"]),
                                  collection=r["collection"], page=r["page"], fm=float(r["fm"])))
                 pages.add((r["collection"], r["page"]))
     for path in sorted(protocol_root.glob("baselines/*/pages.csv")):
@@ -60,18 +65,20 @@ def tables(rows: list[dict]) -> str:
         column = (f"seed {r['seed']}, {r['contrast']}" if r["binarizer"] == "fold model" else r["binarizer"])
         cells.setdefault((r["collection"], column), []).append(r["fm"])
     seeds = sorted({r["seed"] for r in rows if r["binarizer"] == "fold model"})
-    model_columns = [f"seed {s}, {c}" for s in seeds for c in ("none", "stretch")]
+    modes = ("none", "stretch", "trained on stretched")
+    model_columns = [f"seed {s}, {c}" for s in seeds for c in modes]
     collections = [c for c in ORDER if any(k[0] == c for k in cells)]
-    header = model_columns + ["mean of seeds, none", "mean of seeds, stretch", *METHODS]
-    lines = ["FM % per collection (mean over pages); each fold model scored on its own test collections, "
-             "plain (`none`) and with `--contrast=stretch`. – : not scored yet.", "",
+    header = model_columns + [f"mean of seeds, {mode}" for mode in modes] + list(METHODS)
+    lines = ["FM % per collection (mean over pages); each fold model scored on its own test collections: "
+             "the recipe's model on plain pages (`none`) and with `--contrast=stretch`, and the model trained "
+             "on stretched pages (`data.contrast=stretch`, scored on stretched pages). – : not scored yet.", "",
              "| collection | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     per_column: dict[str, list[tuple[float, str]]] = {}
     for c in collections:
         values = {}
         for col in model_columns + list(METHODS):
             values[col] = _mean(cells[(c, col)]) if (c, col) in cells else math.nan
-        for mode in ("none", "stretch"):
+        for mode in modes:
             cols = [f"seed {s}, {mode}" for s in seeds]
             values[f"mean of seeds, {mode}"] = (_mean([values[col] for col in cols])
                                                 if all(math.isfinite(values[col]) for col in cols) else math.nan)
