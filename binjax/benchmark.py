@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from binjax import cpu_kernels, sharding, train
+from binjax.binarizers import DEFAULT_OVERLAP
 
 
 def peak_host_memory_bytes() -> int:
@@ -140,7 +141,7 @@ def inference_throughput(
     width: int,
     tile: int = 512,
     batch_size: int = 4,
-    overlap: float = 0.25,  # binjax.inference.DEFAULT_OVERLAP
+    overlap: float = DEFAULT_OVERLAP,
     repeats: int = 1,
 ) -> dict:
     """Full-page sliding-window inference of a (randomly initialised) model on a synthetic page."""

@@ -73,8 +73,4 @@ def stretch(page: np.ndarray, low: float = PERCENTILES[0], high: float = PERCENT
 
 def normalize(page: np.ndarray, mode: str | None) -> np.ndarray:
     """The page as the model should see it under `mode` (None or 'none': unchanged)."""
-    if mode in (None, "none"):
-        return page
-    if mode == "stretch":
-        return stretch(page)
-    raise ConfigError(f"--contrast={mode}: give one of {', '.join(MODES)}")
+    return stretch(page) if parse_contrast(mode) == "stretch" else page

@@ -26,6 +26,7 @@ import os  # noqa: E402
 import tempfile  # noqa: E402
 
 from absl import app, flags  # noqa: E402
+from binjax.binarizers import DEFAULT_OVERLAP  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file to benchmark.", lock_config=True)
@@ -34,7 +35,7 @@ _WHAT = flags.DEFINE_list(
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed train steps (after 2 warm-up steps).")
 _PAGE = flags.DEFINE_string("page", "2048x2048", "Page HxW for full-page inference.")
 _TILE = flags.DEFINE_integer("tile", 512, "Inference tile size.")
-_OVERLAP = flags.DEFINE_float("overlap", 0.25, "Inference tile overlap (0.25 = binjax's default for every model; "
+_OVERLAP = flags.DEFINE_float("overlap", DEFAULT_OVERLAP, "Inference tile overlap (default: binjax's for every model; "
                                "0.5 = nnU-Net's; 0 = raw tiles).")
 _INFER_BATCH = flags.DEFINE_integer("inference_batch", 4, "Tiles per inference call.")
 _SCALING = flags.DEFINE_list(

@@ -22,6 +22,7 @@ from launch import common  # noqa: F401  (first: sets XLA's CPU device count bef
 import pathlib  # noqa: E402
 
 from absl import app, flags  # noqa: E402
+from binjax.binarizers import DEFAULT_OVERLAP  # noqa: E402
 from launch import cli  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", None, "Output folder: per-page scores, report.md.")
@@ -39,7 +40,7 @@ _METHODS = flags.DEFINE_list("methods", ["otsu", "sauvola", "su"], "Classic meth
 _ROOT = flags.DEFINE_string("root", "../shared/data", "Holds dibco/<year>/ and extra/<collection>/.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir the collections are prepared in ('' = tfds default).")
 _TILE = flags.DEFINE_integer("tile", 512, "Model inference: tile size in pixels.")
-_OVERLAP = flags.DEFINE_float("overlap", 0.25, "Model inference: overlap between tiles, a fraction of the tile "
+_OVERLAP = flags.DEFINE_float("overlap", DEFAULT_OVERLAP, "Model inference: overlap between tiles, a fraction of the tile "
                               "(binjax's default; 0.5 to compare with tables measured before 2026-12-06).")
 _REPORT = flags.DEFINE_bool("report", False, "Only write the report from what is scored so far.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")

@@ -223,9 +223,10 @@ def test_one_default_overlap_everywhere():
     protocol pins its own so that scores from different sessions stay comparable."""
     import inspect
 
-    from binjax import binarizers, inference, protocol
+    from binjax import benchmark, binarizers, inference, protocol
 
     assert binarizers.DEFAULT_OVERLAP == inference.DEFAULT_OVERLAP == 0.25
     assert inspect.signature(binarizers.ModelBinarizer).parameters["overlap"].default == inference.DEFAULT_OVERLAP
     assert inspect.signature(inference.sliding_window_predict).parameters["overlap"].default == 0.25
+    assert inspect.signature(benchmark.inference_throughput).parameters["overlap"].default == inference.DEFAULT_OVERLAP
     assert protocol.SCORING == {"overlap": 0.5}

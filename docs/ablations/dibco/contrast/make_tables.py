@@ -20,6 +20,7 @@ HERE = pathlib.Path(__file__).parent
 ORDER = ("dibco2009", "dibco2010", "dibco2011", "dibco2012", "dibco2013", "dibco2014", "dibco2016",
          "bickley", "monk_cuper", "msi2015", "nabuco", "phibd")
 METHODS = ("otsu", "sauvola", "su")
+MODES_BY_RECIPE = {"binjax": "none", "binjax data.contrast=stretch": "trained on stretched"}
 
 
 def _collection(folder: str) -> str:
@@ -29,15 +30,14 @@ def _collection(folder: str) -> str:
 def read_rows(protocol_root: pathlib.Path, stretch_root: pathlib.Path) -> list[dict]:
     rows, pages = [], set()
     for path in sorted(protocol_root.glob("arg=*,seed=*/protocol/pages.csv")):
-        run = path.parts[-3]
-        if run.count(",") == 1:  # the recipe's runs: arg=<fold>,seed=<n>
-            mode = "none"
-        elif ",data.contrast=stretch," in run:  # the arm trained (and so scored) on stretched pages
-            mode = "trained on stretched"
-        else:
-            continue  # a run of another ablation sharing the root
         with path.open() as f:
             for r in csv.DictReader(f):
+                # The protocol names each run's rows by its recipe (binjax.protocol.recipe_name): the
+                # recipe's own runs 'binjax', the arm trained (and so scored) on stretched pages by its
+                # override; runs of other ablations sharing the root are left out.
+                mode = MODES_BY_RECIPE.get(r["binarizer"])
+                if mode is None:
+                    continue
                 rows.append(dict(binarizer="fold model", contrast=mode, seed=int(r["seed"]),
                                  collection=r["collection"], page=r["page"], fm=float(r["fm"])))
                 pages.add((r["collection"], r["page"]))

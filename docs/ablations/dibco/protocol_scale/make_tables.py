@@ -34,10 +34,10 @@ def _rows(scale_root: pathlib.Path, protocol_root: pathlib.Path) -> list[dict]:
     # x1: the protocol's own scores of the recipe's seed-0 runs (arg=<fold>,seed=0) and baselines.
     x1 = sorted(protocol_root.glob("arg=*,seed=0/protocol/pages.csv")) + sorted(protocol_root.glob("baselines/*/pages.csv"))
     for path in x1:
-        if path.parts[-3].startswith("arg=") and path.parts[-3].count(",") != 1:
-            continue  # a run of another arm (arg=<fold>,<override>,seed=0)
         with path.open() as f:
             for row in csv.DictReader(f):
+                if row["binarizer"].startswith("binjax "):
+                    continue  # a run of another arm, named by its overrides (binjax.protocol.recipe_name)
                 column = "fold model" if row["binarizer"] == "binjax" else row["binarizer"]
                 rows.append(dict(binarizer=column, factor=1.0, collection=row["collection"], page=row["page"],
                                  fm=float(row["fm"])))
