@@ -60,6 +60,15 @@ def fold_collections(fold: str) -> dict[str, list[str]]:
     return {"train": train, "val": val, "test": test}
 
 
+def train_on_everything(config):
+    """A fold's config turned into a release run: every collection trains except VALIDATION, which
+    picks the checkpoint as in the folds; nothing is left to test (the protocol's folds measured
+    the recipe)."""
+    config.data.collections.update(train=",".join(c for c in ALL_COLLECTIONS if c != VALIDATION),
+                                   val=VALIDATION, test="")
+    return config
+
+
 def get_config(arg: str | None = None):
     parts = [p for p in (arg or "").split(",") if p]
     folds = [p for p in parts if p in FOLDS]

@@ -93,6 +93,21 @@ def test_every_fold_tests_each_collection_once_and_never_trains_on_it():
         assert config.data.collections.test == ",".join(split["test"])
 
 
+def test_the_release_config_trains_on_every_collection_but_the_validation_one():
+    from binjax import config_checks
+    from configs import collections_lite, cross_collection
+
+    for arg in (None, "smoke"):
+        config = collections_lite.get_config(arg)
+        train, val, test = collections.split_collections(config.data.collections)
+        assert sorted(train + val) == sorted(cross_collection.ALL_COLLECTIONS) and val == [cross_collection.VALIDATION]
+        assert test == [] and config.data.contrast == "stretch" and config.model.name == "lite"
+        config_checks.check_config(config)
+    assert collections_lite.get_config().num_steps == cross_collection.NUM_STEPS
+    with pytest.raises(ValueError, match="collections_lite"):
+        collections_lite.get_config("bickley")
+
+
 @pytest.mark.slow
 @pytest.mark.needs_shared
 def test_protocol_trains_scores_and_reports_the_worst_collection(tmp_path, request):
