@@ -15,7 +15,9 @@ from flax import nnx
 from binjax import checkpointing, export, train
 
 RELEASED_DIR = pathlib.Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "dibco_lite"  # what binarize and evaluate use when no model or method is named
+# What binarize and evaluate use when no model or method is named: the protocol's recipe (contrast-
+# stretched pages) trained on every collection; dibco_lite was the default before 2026-12-06.
+DEFAULT_MODEL = "collections_lite"
 
 
 def released_models() -> list[str]:

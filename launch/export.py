@@ -7,7 +7,7 @@ a template to copy are in docs/card_template.json (the README's "Export a model"
 --formats=stablehlo also writes model.stablehlo, the tile predictor as a serialized jax.export
 artifact (uint8 [b, tile, tile, C] -> float32 ink probabilities [b, tile, tile], any batch b,
 lowered for --platforms), and run_stablehlo.py, a script that binarizes a page with it using only
-jax, numpy and pillow. The released models (dibco_lite, dibco_unet) and export folders are
+jax, numpy and pillow. The released models (collections_lite, dibco_lite, dibco_unet) and export folders are
 accepted as --checkpoint with --formats=stablehlo.
 
   binjax-export --checkpoint=/tmp/binjax/smoke --out=/tmp/binjax/export_smoke

@@ -43,7 +43,7 @@ _ONLY = flags.DEFINE_string("only", None, "Only train and score the runs whose n
 _METHODS = flags.DEFINE_list("methods", list(protocol.BASELINES), "Classic methods scored beside the models.")
 _CHECKPOINTS = cli.define_checkpoints_flag(
     [], "Models trained outside the protocol, also scored on every test collection: released "
-    "models (dibco_lite, dibco_unet) or workdirs. They may have seen some collections: say which in the report. A run folder with commas "
+    "models (collections_lite, dibco_lite, dibco_unet) or workdirs. They may have seen some collections: say which in the report. A run folder with commas "
     "in its name (arg=bickley,seed=0) stays whole.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while scoring.")
 flags.mark_flags_as_required(["config", "workdir"])

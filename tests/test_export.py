@@ -78,15 +78,21 @@ def test_the_shipped_default_model_is_the_light_one():
     assert card["parameters"] < 300_000
 
 
+# A page of each DIBCO year a released model's card may score it on (years it never trained on),
+# one where Otsu leaves a clear margin to a good model.
+UNSEEN_PAGES = {"2013": "PR05", "2014": "H07"}
+
+
 @pytest.mark.parametrize("name", pretrained.released_models())
 def test_every_shipped_model_loads_and_beats_otsu_on_an_unseen_dibco_page(name, dibco_dir):
     from binjax import imageio, metrics  # noqa: PLC0415
 
     card = export.read_card(pretrained.RELEASED_DIR / name)
-    assert {"2013", "2016"} <= set(card["scores"]), card["scores"]
+    # The card's scores are on years the model never trained on.
+    year = next(y for y in card["scores"] if y in UNSEEN_PAGES)
     (model,) = binarizers.make_binarizers([name]).values()
-    page = imageio.load_image(dibco_dir / "2013" / "PR05_in.png", 1)  # 2013: never seen in training
-    gt = imageio.load_mask(dibco_dir / "2013" / "PR05_gt.png", "black") > 0
+    page = imageio.load_image(dibco_dir / year / f"{UNSEEN_PAGES[year]}_in.png", 1)
+    gt = imageio.load_mask(dibco_dir / year / f"{UNSEEN_PAGES[year]}_gt.png", "black") > 0
     otsu = binarizers.ClassicBinarizer("otsu")
     fm_model, _, _ = metrics.fmeasure(model(page), gt)
     fm_otsu, _, _ = metrics.fmeasure(otsu(page), gt)
