@@ -157,7 +157,7 @@ def test_launcher_help_and_missing_binarizer(pairs, tmp_path):
                              cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert default.returncode == 0, default.stderr[-3000:]
     summary = (tmp_path / "d" / "summary.md").read_text()
-    assert "| binjax-dibco_lite |" in summary and "| otsu |" in summary
+    assert f"| binjax-{pretrained.DEFAULT_MODEL} |" in summary and "| otsu |" in summary
     none = subprocess.run([sys.executable, "-m", "launch.evaluate", f"--data={pairs}", f"--out={tmp_path / 'n'}",
                            "--checkpoint=none"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert none.returncode != 0 and "--method" in none.stderr
