@@ -13,12 +13,14 @@ saw every collection has no unseen one left here.
   python -m launch.train --config=configs/collections_lite.py:smoke --workdir=/tmp/collections_lite_smoke
 """
 
+from binjax import sweep
 from configs import cross_collection
+from configs.ablations import contrast
 
 
 def get_config(arg: str | None = None):
     if arg not in (None, "", "smoke", "study"):
         raise ValueError(f"configs/collections_lite.py: argument {arg!r}; expected nothing, 'smoke' or 'study'")
     config = cross_collection.train_on_everything(cross_collection.get_config(arg))
-    config.data.contrast = "stretch"  # configs/ablations/contrast.py's second arm
-    return config
+    # The very overrides of the arm the protocol measured (configs/ablations/contrast.py), as the sweep applies them.
+    return sweep.apply_overrides(config, contrast.STRETCH)
