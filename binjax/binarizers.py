@@ -4,7 +4,7 @@ A binarizer maps an uint8 HxWxC page to a bool HxW ink mask (True = ink) and say
 ``channels`` it reads. A ``ModelBinarizer`` wraps a trained checkpoint (``pretrained.load_model``
 + tiled inference); a ``ClassicBinarizer`` wraps a doxapy method (``baselines.binarize_classic``
 on the grey page). ``make_binarizers`` builds them from launcher-style specs (``parse_method``);
-``default_binarizer`` is the one place a released default model will plug in. Used by
+``default_binarizer`` is where the released default model (``released.DEFAULT_MODEL``) plugs in. Used by
 binjax.evaluate (scoring against ground truth) and binjax.binarize (files on disk).
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from binjax import baselines, imageio, text_scale
+from binjax import baselines, imageio, released, text_scale
 from binjax import contrast as contrast_lib
 from binjax.errors import ConfigError
 
@@ -156,16 +156,14 @@ def check_inference_options(*, tile: int = 512, overlap: float = DEFAULT_OVERLAP
 
 
 def default_binarizer(**inference_options) -> Binarizer:
-    """The binarizer used when none is named: the released default model (pretrained.DEFAULT_MODEL)."""
+    """The binarizer used when none is named: the released default model (released.DEFAULT_MODEL)."""
     check_inference_options(**inference_options)
-    from binjax import pretrained  # noqa: PLC0415 -- loads JAX: only when a model is used
-
-    if pretrained.DEFAULT_MODEL not in pretrained.released_models():
+    if released.DEFAULT_MODEL not in released.released_models():
         raise NoBinarizerError(
-            f"no binarizer given and the released model {pretrained.DEFAULT_MODEL!r} is not installed "
-            f"(looked in {pretrained.RELEASED_DIR}): pass --checkpoint=WORKDIR (a trained model) or "
+            f"no binarizer given and the released model {released.DEFAULT_MODEL!r} is not installed "
+            f"(looked in {released.RELEASED_DIR}): pass --checkpoint=WORKDIR (a trained model) or "
             f"--method=NAME (a classic method: {', '.join(baselines.list_methods())})")
-    return ModelBinarizer(pretrained.DEFAULT_MODEL, name=f"binjax-{pretrained.DEFAULT_MODEL}", **inference_options)
+    return ModelBinarizer(released.DEFAULT_MODEL, name=f"binjax-{released.DEFAULT_MODEL}", **inference_options)
 
 
 def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str] = (),
@@ -191,13 +189,9 @@ def make_binarizers(checkpoints: Sequence[PathLike] = (), methods: Sequence[str]
             raise ValueError(f"binarizer {b.name!r} is given twice")
         binarizers[b.name] = b
 
-    released: list[str] = []
-    if checkpoints:  # JAX loads only when a model is used
-        from binjax.pretrained import released_models  # noqa: PLC0415
-
-        released = released_models()
+    shipped = released.released_models()
     for checkpoint in checkpoints:
-        if str(checkpoint) in released:
+        if str(checkpoint) in shipped:
             name = f"binjax-{checkpoint}"
         else:
             name = "model" if len(checkpoints) == 1 else _model_name(checkpoint, binarizers)

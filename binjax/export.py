@@ -25,7 +25,9 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-WEIGHTS, CONFIG, CARD = "weights.npz", "config.json", "card.json"
+from binjax.released import WEIGHTS_FILE as WEIGHTS
+
+CONFIG, CARD = "config.json", "card.json"
 _BF16_SUFFIX = "::bf16"
 PathLike = str | os.PathLike
 

@@ -12,26 +12,15 @@ import jax
 import ml_collections
 from flax import nnx
 
-from binjax import checkpointing, export, train
-
-RELEASED_DIR = pathlib.Path(__file__).resolve().parent / "weights"
-# What binarize and evaluate use when no model or method is named: the protocol's recipe (contrast-
-# stretched pages) trained on every collection; dibco_lite was the default before 2026-12-06.
-DEFAULT_MODEL = "collections_lite"
-
-
-def released_models() -> list[str]:
-    """Names of the models shipped in binjax/weights/."""
-    if not RELEASED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in RELEASED_DIR.iterdir() if export.is_export(p))
+from binjax import checkpointing, export, released, train
+from binjax.released import DEFAULT_MODEL, released_models  # noqa: F401  (re-exported)
 
 
 def resolve(path: str | pathlib.Path, *, prefer_best: bool = True) -> pathlib.Path:
     """A released model's name, an export folder, or a workdir / manager / step directory ->
     the folder to load (a workdir resolves to its best checkpoint, else its latest)."""
     if str(path) in released_models():
-        return RELEASED_DIR / str(path)
+        return released.RELEASED_DIR / str(path)
     if export.is_export(path):
         return pathlib.Path(path).absolute()
     return checkpointing.find_checkpoint(path, prefer_best=prefer_best)

@@ -1,7 +1,7 @@
 r"""Binarizes scans: images, multi-page TIFFs and PDFs in, black-and-white PNG, TIFF or PDF out.
 
-Runs one binarizer, the released default model (collections_lite) unless --checkpoint or --method names another,
-over every input. Outputs keep the input's name (stem + suffix + new extension) and size; ink is
+Runs one binarizer, the released default model (see --checkpoint) unless --checkpoint or --method
+names another, over every input. Outputs keep the input's name (stem + suffix + new extension) and size; ink is
 black by default (--foreground=white for masks with white foreground). Inputs with the same stem
 (page.png, page.tif) keep their extension in the output name: page_png.png, page_tif.png. Every
 page of a multi-page TIFF or PDF is binarized: to scan_p001.png, scan_p002.png, ... or, with
@@ -21,7 +21,7 @@ the least confident pages first: the pages to look at before trusting a bulk run
 from the manifest at the end, and when the run is stopped (Ctrl-C, an error), so it lists every
 page done so far, with --resume the earlier runs' too.
 
-  binjax-binarize data/samples/synthetic_00_grey_in.png --out=/tmp/binjax/bw  # released collections_lite
+  binjax-binarize data/samples/synthetic_00_grey_in.png --out=/tmp/binjax/bw  # the default model
   binjax-binarize scans/ --checkpoint=dibco_unet --out=/tmp/binjax/bw  # the released U-Net (~5x slower)
   binjax-binarize 'photos/*.jpg' --method=sauvola:window=51:k=0.3 --suffix=_bin --format=tif
   binjax-binarize scans/ --out=/tmp/binjax/bw --probability  # + <stem>_prob.png; quality.csv
@@ -36,11 +36,12 @@ import sys  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 
+from binjax import released  # noqa: E402  (JAX-free: the shipped models' names)
 from launch import cli  # noqa: E402
 
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "A released model (collections_lite, dibco_lite, dibco_unet), an export folder, a training workdir "
-    "(its best checkpoint, else its latest) or a step directory. Default: the released collections_lite.")
+    "checkpoint", None, f"A released model ({released.names_for_help()}), an export folder, a training workdir "
+    f"(its best checkpoint, else its latest) or a step directory. Default: the released {released.DEFAULT_MODEL}.")
 _METHOD = flags.DEFINE_string(
     "method", None, "A classic method instead of a model: otsu, sauvola, niblack, wolf, nick, su, gatos, isauvola, "
     "bataineh, bernsen, trsingh, wan; parameters after colons: sauvola:window=51:k=0.3.")

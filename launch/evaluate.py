@@ -4,7 +4,7 @@ Each binarizer binarizes every page of --data (a folder of <name>_in.png / <name
 images and masks in two folders, or a prepared DIBCO TFDS dataset) and is scored with the DIBCO
 measures (FM, pseudo-FM, PSNR, DRD, NRM, MPM). Writes <out>/summary.md (+ summary.json) and, per
 binarizer, per_image.csv, binary/<page>.png (1-bit, ink black) and compare/<page>.png (input,
-output, ground truth, error map). With no --checkpoints the released default model, collections_lite, is scored.
+output, ground truth, error map). With no --checkpoints the released default model is scored.
 With --ocr, Tesseract's character and word error rates on the input, each output and the ground
 truth are added; with --quality, each model's ground-truth-free estimate of its FM.
 
@@ -18,6 +18,7 @@ truth are added; with --quality, each model's ground-truth-free estimate of its 
 """
 
 from launch import common  # noqa: F401  (first: sets XLA's CPU device count before JAX loads)
+from binjax import released  # noqa: E402  (JAX-free: the shipped models' names)
 from launch import cli  # noqa: E402
 
 import sys  # noqa: E402
@@ -26,8 +27,8 @@ from absl import app, flags, logging  # noqa: E402
 
 _CHECKPOINT = cli.define_checkpoints_flag(
     [], "Model(s) to score, comma-separated: training workdirs (best checkpoint, else latest), "
-    "step directories, export folders or released models (collections_lite, dibco_lite, dibco_unet). Default: the "
-    "released collections_lite; 'none' scores only the --method(s). A run folder with commas in its name "
+    f"step directories, export folders or released models ({released.names_for_help()}). Default: the "
+    f"released {released.DEFAULT_MODEL}; 'none' scores only the --method(s). A run folder with commas in its name "
     "(arg=bickley,seed=0) stays whole.")
 _METHOD = flags.DEFINE_list(
     "methods", [], "Classic method(s) beside the model, comma-separated: otsu, sauvola, niblack, wolf, nick, su, "

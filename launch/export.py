@@ -7,8 +7,8 @@ a template to copy are in docs/card_template.json (the README's "Export a model"
 --formats=stablehlo also writes model.stablehlo, the tile predictor as a serialized jax.export
 artifact (uint8 [b, tile, tile, C] -> float32 ink probabilities [b, tile, tile], any batch b,
 lowered for --platforms), and run_stablehlo.py, a script that binarizes a page with it using only
-jax, numpy and pillow. The released models (collections_lite, dibco_lite, dibco_unet) and export folders are
-accepted as --checkpoint with --formats=stablehlo.
+jax, numpy and pillow. The released models and export folders are accepted as --checkpoint with
+--formats=stablehlo.
 
   binjax-export --checkpoint=/tmp/binjax/smoke --out=/tmp/binjax/export_smoke
   binjax-export --checkpoint=workdirs/dibco_unet --out=workdirs/export_unet --dtype=bfloat16 \
@@ -24,12 +24,14 @@ import pathlib  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from binjax import released  # noqa: E402  (JAX-free: the shipped models' names)
+
 FORMATS = ("weights", "stablehlo")
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Training workdir or step directory to export; with --formats=stablehlo only, also a "
-    "released model's name or an export folder.")
+    f"released model's name ({released.names_for_help()}) or an export folder.")
 _OUT = flags.DEFINE_string("out", None, "Export folder (weights.npz, config.json, card.json; model.stablehlo).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Stored weight precision.")
 _CARD = flags.DEFINE_string(

@@ -28,7 +28,7 @@ import re  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from binjax import protocol, sweep, sweep_runs  # noqa: E402
+from binjax import protocol, released, sweep, sweep_runs  # noqa: E402
 from launch import cli  # noqa: E402
 
 _CONFIG = flags.DEFINE_string("config", None, "Protocol sweep file: configs/cross_collection.py[:variant].")
@@ -43,8 +43,8 @@ _ONLY = flags.DEFINE_string("only", None, "Only train and score the runs whose n
 _METHODS = flags.DEFINE_list("methods", list(protocol.BASELINES), "Classic methods scored beside the models.")
 _CHECKPOINTS = cli.define_checkpoints_flag(
     [], "Models trained outside the protocol, also scored on every test collection: released "
-    "models (collections_lite, dibco_lite, dibco_unet) or workdirs. They may have seen some collections: say which in the report. A run folder with commas "
-    "in its name (arg=bickley,seed=0) stays whole.")
+    f"models ({released.names_for_help()}) or workdirs. They may have seen some collections: say which in "
+    "the report. A run folder with commas in its name (arg=bickley,seed=0) stays whole.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while scoring.")
 flags.mark_flags_as_required(["config", "workdir"])
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from binjax import binarizers, export, pretrained, train
+from binjax import binarizers, export, pretrained, released, train
 from configs import default as default_config
 
 
@@ -59,7 +59,7 @@ def test_a_wrong_weight_file_names_the_weight(trained, tmp_path):
 
 def test_released_models_are_found_by_name_and_are_the_default(trained, tmp_path, monkeypatch):
     state, config = pretrained.load_train_state(pretrained.resolve(trained))
-    monkeypatch.setattr(pretrained, "RELEASED_DIR", tmp_path / "weights")
+    monkeypatch.setattr(released, "RELEASED_DIR", tmp_path / "weights")
     with pytest.raises(binarizers.NoBinarizerError, match="not installed.*--checkpoint.*--method"):
         binarizers.make_binarizers()
     export.export_model(state, config, tmp_path / "weights" / pretrained.DEFAULT_MODEL, card={})
@@ -74,7 +74,7 @@ def test_released_models_are_found_by_name_and_are_the_default(trained, tmp_path
 
 def test_the_shipped_default_model_is_the_light_one():
     assert pretrained.DEFAULT_MODEL in pretrained.released_models()
-    card = export.read_card(pretrained.RELEASED_DIR / pretrained.DEFAULT_MODEL)
+    card = export.read_card(released.RELEASED_DIR / pretrained.DEFAULT_MODEL)
     assert card["parameters"] < 300_000
 
 
@@ -87,7 +87,7 @@ UNSEEN_PAGES = {"2013": "PR05", "2014": "H07"}
 def test_every_shipped_model_loads_and_beats_otsu_on_an_unseen_dibco_page(name, dibco_dir):
     from binjax import imageio, metrics  # noqa: PLC0415
 
-    card = export.read_card(pretrained.RELEASED_DIR / name)
+    card = export.read_card(released.RELEASED_DIR / name)
     # The card's scores are on years the model never trained on.
     year = next(y for y in card["scores"] if y in UNSEEN_PAGES)
     (model,) = binarizers.make_binarizers([name]).values()

@@ -75,3 +75,22 @@ def test_pytorch_benchmark_help_needs_no_torch():
     assert result.returncode == 0, result.stderr
     assert "--channels_last" in result.stdout and "--inference_batch" in result.stdout
     assert not re.search(r"\S {4,}--", result.stdout.split("options:")[0])
+
+
+def test_help_names_the_shipped_default_model_without_loading_jax():
+    """The help texts take the default model's name from binjax.released, which needs no JAX, so a
+    new default is named everywhere at once."""
+    from binjax import released  # noqa: PLC0415
+
+    probe = ("import sys; from binjax import released; assert 'jax' not in sys.modules; "
+             "print(released.DEFAULT_MODEL, released.names_for_help())")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=ENV, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert released.DEFAULT_MODEL in released.released_models()
+    for module in ("binarize", "evaluate"):
+        out = subprocess.run([sys.executable, "-m", f"launch.{module}", "--help"], cwd=REPO, env=ENV,
+                             capture_output=True, text=True, timeout=120).stdout
+        flat = " ".join(out.split())
+        assert f"Default: the released {released.DEFAULT_MODEL}" in flat, flat
+        assert released.names_for_help() in flat
