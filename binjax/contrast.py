@@ -12,27 +12,47 @@ choice (a few dust specks or clipped highlights do not set the range), fixed bef
 was scored with it, and not tuned since. They come from the page's histogram of 256 levels:
 exact, and ~100x cheaper than sorting an A4 page's 8.7 million values.
 
+`flatten` first divides each channel by an estimate of the page's own paper (its background:
+the grey closing of the page, wider than any stroke, smoothed), then stretches. Ink is dark on
+light paper, so a closing removes it and keeps the paper, shading included. A page lit
+unevenly, darkened toward its binding or shaded by a fold keeps its ink but loses the gradient:
+scikit-image's `data.page()` has a dark left margin (median grey 98 against 190 on the right)
+where a model trained on stretched pages drops letters; flattened, it keeps them. Dark regions
+wider than the window (a scan's black border, a binding strip) become paper, which is also what
+the DIBCO ground truth says they are. So far it is an inference option only (--contrast=flatten):
+no model is trained on flattened pages.
+
 `none` leaves the page as it is, bit for bit. A model trained with `config.data.contrast='stretch'`
 (every training and validation page stretched the same way) gets stretched pages at inference
-unless --contrast says otherwise; the released models were trained on plain pages (`none`).
+unless --contrast says otherwise; `dibco_lite` and `dibco_unet` were trained on plain pages
+(`none`), `collections_lite` on stretched ones.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
+from scipy import ndimage
 
 from binjax.errors import ConfigError
 
-MODES = ("none", "stretch")
+MODES = ("none", "stretch", "flatten")
+TRAINING_MODES = ("none", "stretch")  # config.data.contrast: the training pipeline has no flatten yet
 PERCENTILES = (1.0, 99.0)
+# The closing's width in pixels: wider than any pen or print stroke at 300 dpi (3-20 px), narrow
+# enough to follow shading across a page. Set on data.page() and data/samples (81 kept both pages'
+# letters; 41 and 161 were tried) before any protocol page was scored with it.
+FLATTEN_WINDOW = 81
+_FLATTEN_STEP = 4  # the background is estimated on a 4x coarser grid: smooth anyway, 16x cheaper
 CONTRAST_HELP = ("Model inference: contrast normalization of the page before the model sees it. none: as it is; "
-                 "stretch: its 1st percentile of grey levels to black and its 99th to white (binjax/contrast.py); "
-                 "empty (the default): as the model was trained (its config.data.contrast; none for the "
-                 "released models).")
+                 "stretch: its 1st percentile of grey levels to black and its 99th to white; flatten: each "
+                 "channel divided by the page's own paper (uneven light, dark margins and borders evened out), "
+                 "then stretched (binjax/contrast.py); empty (the default): as the model was trained (its "
+                 "config.data.contrast: none for dibco_lite and dibco_unet, stretch for collections_lite).")
 
 
 def parse_contrast(value: str | None) -> str | None:
-    """'none' or 'stretch' as given; '' or None -> None (the model's own: its config.data.contrast).
+    """'none', 'stretch' or 'flatten' as given; '' or None -> None (the model's own: its config.data.contrast).
 
     Anything else raises ConfigError naming --contrast.
     """
@@ -71,6 +91,41 @@ def stretch(page: np.ndarray, low: float = PERCENTILES[0], high: float = PERCENT
     return page if table is None else table[page]
 
 
+def paper(channel: np.ndarray, window: int = FLATTEN_WINDOW) -> np.ndarray:
+    """float32 estimate of the paper under a uint8 HxW channel: its grey closing over a `window`
+    square (what remains once every dark stroke narrower than the window is filled in), smoothed
+    over the same square; computed on a grid _FLATTEN_STEP times coarser and resized back."""
+    if channel.ndim != 2 or channel.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 HxW channel, got {channel.dtype} {channel.shape}")
+    height, width = channel.shape
+    step = _FLATTEN_STEP
+    padded = np.pad(channel, ((0, -height % step), (0, -width % step)), mode="edge")
+    # The brightest pixel of each step x step block: ink never brightens the paper estimate.
+    coarse = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step).max(axis=(1, 3))
+    size = max(3, window // step)
+    closed = ndimage.minimum_filter(ndimage.maximum_filter(coarse, size, mode="nearest"), size, mode="nearest")
+    smooth = ndimage.uniform_filter(closed.astype(np.float32), size, mode="nearest")
+    full = Image.fromarray(smooth, mode="F").resize((padded.shape[1], padded.shape[0]), Image.BILINEAR)
+    return np.asarray(full, dtype=np.float32)[:height, :width]
+
+
+def flatten(page: np.ndarray, window: int = FLATTEN_WINDOW) -> np.ndarray:
+    """uint8 page (HxW or HxWxC) with each channel divided by its paper (`paper`), then stretched."""
+    if page.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 page, got {page.dtype}")
+    channels = page[..., None] if page.ndim == 2 else page
+    flat = np.empty_like(channels)
+    for c in range(channels.shape[-1]):
+        ratio = channels[..., c].astype(np.float32) / np.maximum(paper(channels[..., c], window), 1.0)
+        flat[..., c] = np.clip(np.rint(ratio * 255.0), 0, 255).astype(np.uint8)
+    return stretch(flat[..., 0] if page.ndim == 2 else flat)
+
+
 def normalize(page: np.ndarray, mode: str | None) -> np.ndarray:
     """The page as the model should see it under `mode` (None or 'none': unchanged)."""
-    return stretch(page) if parse_contrast(mode) == "stretch" else page
+    mode = parse_contrast(mode)
+    if mode == "stretch":
+        return stretch(page)
+    if mode == "flatten":
+        return flatten(page)
+    return page

@@ -156,3 +156,68 @@ def test_config_contrast_wraps_the_sources_and_is_checked():
     config.data.contrast = "banana"
     with pytest.raises(ConfigError, match="config.data.contrast='banana'"):
         config_checks.check_config(config)
+
+
+def shaded_page(height: int = 160, width: int = 240) -> tuple[np.ndarray, np.ndarray]:
+    """(page, ink mask): paper from grey 60 (left) to 220 (right), strokes 40 % darker than the
+    paper under them."""
+    paper = np.linspace(60.0, 220.0, width)[None, :].repeat(height, 0)
+    ink = np.zeros((height, width), bool)
+    for x in range(10, width - 10, 24):  # thin vertical strokes (3 px) across the whole gradient
+        ink[20:140, x:x + 3] = True
+    ink[70:73, 10:width - 10] = True  # and one long horizontal stroke
+    page = np.where(ink, paper * 0.6, paper)
+    return np.clip(np.rint(page), 0, 255).astype(np.uint8), ink
+
+
+def test_paper_follows_the_shading_and_ignores_the_strokes():
+    page, ink = shaded_page()
+    estimate = contrast.paper(page)
+    truth = np.linspace(60.0, 220.0, page.shape[1])[None, :].repeat(page.shape[0], 0)
+    assert estimate.shape == page.shape and estimate.dtype == np.float32
+    # Within 6 levels of the true paper everywhere but the outer margin the box filter blurs.
+    inner = np.s_[:, 45:-45]
+    assert np.abs(estimate[inner] - truth[inner]).max() < 6, np.abs(estimate - truth).max()
+    with pytest.raises(ValueError, match="uint8 HxW"):
+        contrast.paper(page.astype(np.float32))
+
+
+def test_flatten_evens_out_the_paper_and_keeps_ink_on_the_dark_side():
+    page, ink = shaded_page()
+    flat = contrast.flatten(page)
+    assert flat.dtype == np.uint8 and flat.shape == page.shape
+    inner = np.zeros(page.shape, bool)
+    inner[:, 45:-45] = True
+    left, right = np.zeros(page.shape, bool), np.zeros(page.shape, bool)
+    left[:, 45:60] = True
+    right[:, -60:-45] = True
+    # On the plain page the paper of the dark side is darker than the ink of the light side; one
+    # threshold cannot separate them. Flattened, the paper is one level and every stroke is below it.
+    assert page[left & ~ink].max() < page[right & ink].min()
+    assert flat[inner & ~ink].std() < 8
+    assert flat[inner & ink].max() < flat[inner & ~ink].min()
+    # The colour path divides each channel by its own paper (a tinted, shaded page comes out grey).
+    tinted = np.stack([page, np.clip(page.astype(int) - 30, 0, 255).astype(np.uint8), page], axis=-1)
+    flat_colour = contrast.flatten(tinted)
+    assert flat_colour.shape == tinted.shape
+    assert np.abs(flat_colour[inner & ~ink].astype(int) - flat[inner & ~ink, None]).mean() < 10
+
+
+def test_flatten_turns_a_wide_dark_border_into_paper():
+    page, ink = shaded_page()
+    page = page.copy()
+    page[:, -50:] = 20  # a black scan edge far wider than any stroke (and than the window/2)
+    flat = contrast.flatten(page, window=41)
+    ratio = flat[:, -30:].mean()
+    assert ratio > 200, ratio  # paper-white, not a band of ink
+    assert flat[:, :-60][ink[:, :-60]].mean() < 150  # the strokes stay ink
+
+
+def test_flatten_is_an_inference_option_only():
+    assert contrast.parse_contrast("flatten") == "flatten"
+    page = faint_page()
+    np.testing.assert_array_equal(contrast.normalize(page, "flatten"), contrast.flatten(page))
+    config = default_config.get_config("smoke")
+    config.data.contrast = "flatten"  # the training pipeline stretches only
+    with pytest.raises(ConfigError, match="config.data.contrast='flatten'"):
+        config_checks.check_config(config)
