@@ -31,7 +31,6 @@ unless --contrast says otherwise; `dibco_lite` and `dibco_unet` were trained on 
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from binjax.errors import ConfigError
@@ -91,22 +90,34 @@ def stretch(page: np.ndarray, low: float = PERCENTILES[0], high: float = PERCENT
     return page if table is None else table[page]
 
 
+def _coarse_paper(channel: np.ndarray, window: int) -> np.ndarray:
+    """float32 paper estimate on the grid _FLATTEN_STEP times coarser than the uint8 HxW channel
+    (its size rounded up)."""
+    if channel.ndim != 2 or channel.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 HxW channel, got {channel.dtype} {channel.shape}")
+    step = _FLATTEN_STEP
+    height, width = channel.shape
+    padded = np.pad(channel, ((0, -height % step), (0, -width % step)), mode="edge")
+    # The brightest pixel of each step x step block: ink never brightens the paper estimate.
+    coarse = np.maximum.reduce([padded[i::step, j::step] for i in range(step) for j in range(step)])
+    size = max(3, window // step)
+    closed = ndimage.minimum_filter(ndimage.maximum_filter(coarse, size, mode="nearest"), size, mode="nearest")
+    return ndimage.uniform_filter(closed.astype(np.float32), size, mode="nearest")
+
+
+def _full_size(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    # Each coarse cell repeated over its block: the estimate is smoothed over `window` pixels, so
+    # neighbouring cells differ by a fraction of a grey level and a bilinear resize (5x slower on
+    # an A4 page) would change nothing a model sees.
+    step = _FLATTEN_STEP
+    return np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
+
+
 def paper(channel: np.ndarray, window: int = FLATTEN_WINDOW) -> np.ndarray:
     """float32 estimate of the paper under a uint8 HxW channel: its grey closing over a `window`
     square (what remains once every dark stroke narrower than the window is filled in), smoothed
-    over the same square; computed on a grid _FLATTEN_STEP times coarser and resized back."""
-    if channel.ndim != 2 or channel.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 HxW channel, got {channel.dtype} {channel.shape}")
-    height, width = channel.shape
-    step = _FLATTEN_STEP
-    padded = np.pad(channel, ((0, -height % step), (0, -width % step)), mode="edge")
-    # The brightest pixel of each step x step block: ink never brightens the paper estimate.
-    coarse = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step).max(axis=(1, 3))
-    size = max(3, window // step)
-    closed = ndimage.minimum_filter(ndimage.maximum_filter(coarse, size, mode="nearest"), size, mode="nearest")
-    smooth = ndimage.uniform_filter(closed.astype(np.float32), size, mode="nearest")
-    full = Image.fromarray(smooth, mode="F").resize((padded.shape[1], padded.shape[0]), Image.BILINEAR)
-    return np.asarray(full, dtype=np.float32)[:height, :width]
+    over the same square; computed on a grid _FLATTEN_STEP times coarser."""
+    return _full_size(_coarse_paper(channel, window), channel.shape)
 
 
 def flatten(page: np.ndarray, window: int = FLATTEN_WINDOW) -> np.ndarray:
@@ -116,8 +127,12 @@ def flatten(page: np.ndarray, window: int = FLATTEN_WINDOW) -> np.ndarray:
     channels = page[..., None] if page.ndim == 2 else page
     flat = np.empty_like(channels)
     for c in range(channels.shape[-1]):
-        ratio = channels[..., c].astype(np.float32) / np.maximum(paper(channels[..., c], window), 1.0)
-        flat[..., c] = np.clip(np.rint(ratio * 255.0), 0, 255).astype(np.uint8)
+        channel = channels[..., c]
+        gain = _full_size(255.0 / np.maximum(_coarse_paper(channel, window), 1.0), channel.shape)
+        ratio = channel * gain
+        ratio += 0.5  # round to nearest below
+        np.minimum(ratio, 255.0, out=ratio)
+        flat[..., c] = ratio  # float -> uint8 truncates: with the 0.5 above, rounds
     return stretch(flat[..., 0] if page.ndim == 2 else flat)
 
 
