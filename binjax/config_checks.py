@@ -109,7 +109,7 @@ def _check_data(data) -> None:
     c = ml_collections.ConfigDict({"data": data})  # so messages say config.data.<key>
     _choice(c, "data.source", sources.SOURCES)
     _choice(c, "data.channels", (1, 3))
-    _choice(c, "data.contrast", contrast.TRAINING_MODES)
+    _choice(c, "data.contrast", contrast.MODES)
     _integer(c, "data.patch_size", 8)
     _integer(c, "data.val_patches", 1)
     _number(c, "data.fg_patch_fraction", 0.0, 1.0)

@@ -19,8 +19,9 @@ unevenly, darkened toward its binding or shaded by a fold keeps its ink but lose
 scikit-image's `data.page()` has a dark left margin (median grey 98 against 190 on the right)
 where a model trained on stretched pages drops letters; flattened, it keeps them. Dark regions
 wider than the window (a scan's black border, a binding strip) become paper, which is also what
-the DIBCO ground truth says they are. So far it is an inference option only (--contrast=flatten):
-no model is trained on flattened pages.
+the DIBCO ground truth says they are. At inference alone (--contrast=flatten) a model trained
+on stretched pages reads the paper texture it amplifies under dark stains as ink (MSI 2015);
+`config.data.contrast='flatten'` trains on flattened pages.
 
 `none` leaves the page as it is, bit for bit. A model trained with `config.data.contrast='stretch'`
 (every training and validation page stretched the same way) gets stretched pages at inference
@@ -36,7 +37,6 @@ from scipy import ndimage
 from binjax.errors import ConfigError
 
 MODES = ("none", "stretch", "flatten")
-TRAINING_MODES = ("none", "stretch")  # config.data.contrast: the training pipeline has no flatten yet
 PERCENTILES = (1.0, 99.0)
 # The closing's width in pixels: wider than any pen or print stroke at 300 dpi (3-20 px), narrow
 # enough to follow shading across a page. Set on data.page() and data/samples (81 kept both pages'

@@ -119,7 +119,7 @@ def _pages(n: int = 3) -> list[dict]:
 
 def test_training_and_validation_patches_are_crops_of_the_stretched_page():
     pages = _pages()
-    wrapped = sources.ContrastLevels(pages)
+    wrapped = sources.ContrastPages(pages, "stretch")
     assert len(wrapped) == len(pages)
     for i, page in enumerate(pages):
         assert wrapped[i]["contrast_levels"] == contrast.percentile_levels(page["image"])
@@ -148,10 +148,10 @@ def test_training_and_validation_patches_are_crops_of_the_stretched_page():
 def test_config_contrast_wraps_the_sources_and_is_checked():
     config = default_config.get_config("smoke")
     plain_train, _ = sources.make_sources(config.data, 0)
-    assert not isinstance(plain_train, sources.ContrastLevels)
+    assert not isinstance(plain_train, sources.ContrastPages)
     config.data.contrast = "stretch"
     train, val = sources.make_sources(config.data, 0)
-    assert isinstance(train, sources.ContrastLevels) and isinstance(val, sources.ContrastLevels)
+    assert isinstance(train, sources.ContrastPages) and train.mode == val.mode == "stretch"
     assert "contrast_levels" in train[0]
     config.data.contrast = "banana"
     with pytest.raises(ConfigError, match="config.data.contrast='banana'"):
@@ -213,11 +213,33 @@ def test_flatten_turns_a_wide_dark_border_into_paper():
     assert flat[:, :-60][ink[:, :-60]].mean() < 150  # the strokes stay ink
 
 
-def test_flatten_is_an_inference_option_only():
+def test_training_on_flattened_pages_crops_the_flattened_page():
     assert contrast.parse_contrast("flatten") == "flatten"
     page = faint_page()
     np.testing.assert_array_equal(contrast.normalize(page, "flatten"), contrast.flatten(page))
     config = default_config.get_config("smoke")
-    config.data.contrast = "flatten"  # the training pipeline stretches only
-    with pytest.raises(ConfigError, match="config.data.contrast='flatten'"):
-        config_checks.check_config(config)
+    config.data.contrast = "flatten"
+    config_checks.check_config(config)
+    train, val = sources.make_sources(config.data, 0)
+    assert isinstance(train, sources.ContrastPages) and train.mode == val.mode == "flatten"
+    shaded, ink = shaded_page()
+    flat_source = sources.ContrastPages([{"image": shaded[..., None], "mask": ink.astype(np.uint8)}], "flatten")
+    element = flat_source[0]
+    np.testing.assert_array_equal(element["image"], contrast.flatten(shaded[..., None]))
+    assert flat_source[0]["image"] is element["image"]  # flattened once, then kept
+    with pytest.raises(ValueError):
+        element["image"][0, 0, 0] = 1  # the cache is read-only
+    # Training and validation patches are crops of the flattened page (no photometric change).
+    mask = ink.astype(np.uint8)
+    no_colour = pipeline.RandomPatch(48, 0.5, pipeline.Augment(contrast=None, brightness=None, gamma=None,
+                                                                blur_prob=0.0, noise_prob=0.0))
+    out = no_colour.random_map(element, np.random.default_rng(3))
+    ref = no_colour.random_map({"image": contrast.flatten(shaded)[..., None], "mask": mask}, np.random.default_rng(3))
+    np.testing.assert_array_equal(out["mask"], ref["mask"])
+    assert np.abs(out["image"].astype(int) - ref["image"].astype(int)).max() <= 1  # resize rounding
+    cfg = pipeline.default_data_config()
+    cfg.patch_size = 48
+    val = pipeline.validation_patches(flat_source, cfg, seed=0, num_patches=3)
+    ref = pipeline.validation_patches([{"image": contrast.flatten(shaded)[..., None], "mask": mask}], cfg,
+                                      seed=0, num_patches=3)
+    np.testing.assert_array_equal(val["image"], ref["image"])

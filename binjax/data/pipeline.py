@@ -51,9 +51,10 @@ def default_data_config() -> ml_collections.ConfigDict:
         (nnU-Net uses 1/3). Pages without foreground always give uniform crops.
       val_fg_patch_fraction: the same for the fixed validation patches; None = fg_patch_fraction.
         Set it when fg_patch_fraction is what is compared, so every run scores the same patches.
-      contrast: 'none' or 'stretch': every training and validation page contrast-stretched as
-        binjax.contrast.stretch does (its 1st-99th percentile grey levels to the full range), and
-        so, by default, every page the trained model binarizes (binjax.binarizers.ModelBinarizer).
+      contrast: 'none', 'stretch' or 'flatten': every training and validation page prepared as
+        binjax.contrast.normalize does (stretch: its 1st-99th percentile grey levels to the full
+        range; flatten: divided by its own paper, then stretched), and so, by default, every page
+        the trained model binarizes (binjax.binarizers.ModelBinarizer).
       read_threads: grain reader threads (ReadOptions.num_threads).
       prefetch: batches buffered ahead (ReadOptions.prefetch_buffer_size).
       augment: ConfigDict of augmentations (geometric ones move image and mask together;
@@ -270,7 +271,7 @@ class RandomPatch(grain.transforms.RandomMap):
 
 def _stretched(crop: np.ndarray, element: Any) -> np.ndarray:
     """The crop as binjax.contrast.stretch would show it on its whole page, when the source says
-    so (sources.ContrastLevels: config.data.contrast='stretch'); else the crop itself."""
+    so (sources.ContrastPages: config.data.contrast='stretch'); else the crop itself."""
     levels = element.get("contrast_levels") if isinstance(element, dict) else None
     table = None if levels is None else contrast.stretch_table(*levels)
     return crop if table is None else table[crop]

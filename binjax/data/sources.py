@@ -145,19 +145,25 @@ def _real_sources(cfg: ml_collections.ConfigDict, source: str):
     raise ValueError(f"config.data.source={source!r} is unknown; known sources: {SOURCES}")
 
 
-class ContrastLevels:
-    """A source whose pages carry the two grey levels that binjax.contrast.stretch maps to 0 and 255.
+class ContrastPages:
+    """A source whose pages come out prepared as binjax.contrast prepares a page for a model.
 
-    {'image', 'mask'} pages come out with 'contrast_levels': (lo, hi) of the whole page, computed
-    once per page from its histogram and kept; the patch sampler stretches each crop with them
-    (binjax/data/pipeline.py), which is the crop of the stretched page at a fraction of the cost.
-    config.data.contrast='stretch' wraps the training and validation sources in it, so the model
+    mode 'stretch': {'image', 'mask'} pages come out with 'contrast_levels': (lo, hi) of the whole
+    page, computed once per page from its histogram and kept; the patch sampler stretches each crop
+    with them (binjax/data/pipeline.py), which is the crop of the stretched page at a fraction of
+    the cost. mode 'flatten': the page's 'image' is binjax.contrast.flatten's (divided by its own
+    paper, then stretched). Its paper estimate needs the whole page, so each page is flattened once,
+    on first use, and kept read-only (192 million pixels for every page of ../shared/data, as large
+    as the pages themselves); two reader threads may flatten one page at once and keep the same
+    result. config.data.contrast wraps the training and validation sources in it, so the model
     learns on pages as binjax.contrast shows them to it at inference.
     """
 
-    def __init__(self, pages):
-        self.pages = pages
-        self._levels: dict[int, tuple[int, int]] = {}
+    def __init__(self, pages, mode: str):
+        if mode not in ("stretch", "flatten"):
+            raise ValueError(f"ContrastPages prepares 'stretch' or 'flatten' pages, not {mode!r}")
+        self.pages, self.mode = pages, mode
+        self._prepared: dict[int, dict] = {}  # page index -> the keys it gains or replaces
 
     def __len__(self) -> int:
         return len(self.pages)
@@ -165,19 +171,26 @@ class ContrastLevels:
     def __getitem__(self, index: int):
         element = self.pages[index]
         index = operator.index(index)
-        if index not in self._levels:
-            self._levels[index] = contrast.percentile_levels(np.asarray(element["image"]))
-        return {**element, "contrast_levels": self._levels[index]}
+        if index not in self._prepared:
+            image = np.asarray(element["image"])
+            if self.mode == "stretch":
+                self._prepared[index] = {"contrast_levels": contrast.percentile_levels(image)}
+            else:
+                flat = contrast.flatten(image)
+                flat.setflags(write=False)  # crops are views: no reader may write into the cache
+                self._prepared[index] = {"image": flat}
+        return {**element, **self._prepared[index]}
 
     def __repr__(self) -> str:
-        return f"ContrastLevels({self.pages!r})"
+        return f"ContrastPages({self.pages!r}, {self.mode!r})"
 
 
 def make_sources(cfg: ml_collections.ConfigDict, seed: int):
     """Returns (train_source, val_source): random-access sources of {'image', 'mask'} pages."""
     train, val = _make_sources(cfg, seed)
-    if cfg.get("contrast", "none") == "stretch":
-        return ContrastLevels(train), ContrastLevels(val)
+    mode = cfg.get("contrast", "none")
+    if mode in ("stretch", "flatten"):
+        return ContrastPages(train, mode), ContrastPages(val, mode)
     return train, val
 
 
