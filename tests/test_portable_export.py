@@ -177,3 +177,33 @@ def test_the_runner_stretches_as_binjax_and_as_the_model_was_trained(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         np.testing.assert_allclose(np.load(tmp_path / "prob.npy"), want, rtol=0, atol=1e-5)
     assert np.abs(expected - np.load(tmp_path / "prob.npy")).max() > 1e-3  # the two really differ
+
+
+def test_the_runner_flattens_as_binjax_and_as_the_model_was_trained(tmp_path):
+    """A model trained on flattened pages: the runner repeats binjax.contrast.flatten with numpy
+    alone (scipy's filters rebuilt from sliding windows) and gives binjax's probabilities."""
+    from skimage import data
+
+    from binjax import contrast
+    from binjax.portable import run_stablehlo
+
+    rng = np.random.default_rng(6)
+    for page in (data.page()[..., None], data.astronaut(), rng.integers(0, 256, (57, 93, 3), dtype=np.uint8),
+                 np.full((9, 9, 1), 77, np.uint8)):
+        ours, theirs = run_stablehlo.flatten(page).astype(int), contrast.flatten(page)
+        # scipy sums its box filter in another order: a pixel on a rounding edge may land 1 level off.
+        assert np.abs(ours - theirs).max() <= 1 and (ours != theirs).mean() < 1e-4
+    out = _export(save_tiny_checkpoint(tmp_path / "run", contrast="flatten"), tmp_path / "export")
+    assert export.read_card(out)["stablehlo"]["contrast"] == "flatten"
+    shaded = np.clip(_page().astype(np.float32) * np.linspace(0.5, 1.0, _page().shape[1])[None, :], 0, 255)
+    Image.fromarray(shaded.astype(np.uint8)).save(tmp_path / "shaded.png")
+    model = binarizers.ModelBinarizer(out, tile=TILE)
+    assert model.contrast == "flatten"
+    expected = np.asarray(model.probability(np.asarray(Image.open(tmp_path / "shaded.png"))))
+    result = _run_without_binjax([out / "run_stablehlo.py", "shaded.png", "shaded_bw.png", "--probabilities=prob.npy"],
+                                 tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "prob.npy"), expected, rtol=0, atol=1e-3)
+    plain = np.asarray(binarizers.ModelBinarizer(out, tile=TILE, contrast="none").probability(
+        np.asarray(Image.open(tmp_path / "shaded.png"))))
+    assert np.abs(expected - plain).max() > 1e-2  # flattening really changed what the model saw

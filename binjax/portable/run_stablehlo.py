@@ -15,8 +15,9 @@ one), the probabilities blended with a Gaussian weight per tile (sigma = t / 8) 
 (> --threshold): the same probabilities as `binjax-binarize` gives with the same model, tile and
 overlap, to float rounding (README "Export a model" has the measured difference). The output is
 a 1-bit PNG, ink black, with the input's resolution (dpi) kept. A model trained on
-contrast-stretched pages (binjax's config.data.contrast='stretch', recorded in card.json beside
-the artifact) gets its pages stretched the same way unless --contrast says otherwise.
+contrast-stretched or flattened pages (binjax's config.data.contrast='stretch' or 'flatten',
+recorded in card.json beside the artifact) gets its pages prepared the same way unless --contrast
+says otherwise.
 """
 
 from __future__ import annotations
@@ -58,6 +59,35 @@ def stretch(page: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarra
         return page
     levels = (np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo))
     return np.clip(np.rint(levels), 0, 255).astype(np.uint8)[page]
+
+
+def _window_1d(values: np.ndarray, size: int, axis: int, reduce) -> np.ndarray:
+    """scipy.ndimage's 1-d max / min / mean filters (mode 'nearest', window [i - size//2, i - size//2
+    + size)), which this script cannot import: numpy's sliding windows over the edge-padded axis."""
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (size // 2, size - 1 - size // 2)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(values, pad, mode="edge"), size, axis=axis)
+    return reduce(windows, axis=-1)
+
+
+def flatten(page: np.ndarray, window: int = 81, step: int = 4) -> np.ndarray:
+    """binjax.contrast.flatten, repeated here because this script must not import binjax: each
+    channel divided by its paper (the grey closing over `window` pixels, smoothed, on a grid `step`
+    times coarser), then stretched."""
+    size = max(3, window // step)
+    flat = np.empty_like(page)
+    for c in range(page.shape[-1]):
+        channel = page[..., c]
+        height, width = channel.shape
+        padded = np.pad(channel, ((0, -height % step), (0, -width % step)), mode="edge")
+        coarse = np.maximum.reduce([padded[i::step, j::step] for i in range(step) for j in range(step)])
+        for reduce in (np.max, np.min):  # the closing: dilate the paper over the ink, then erode back
+            coarse = _window_1d(_window_1d(coarse, size, 0, reduce), size, 1, reduce)
+        paper = _window_1d(_window_1d(coarse.astype(np.float32), size, 0, np.mean), size, 1, np.mean)
+        gain = 255.0 / np.maximum(paper.astype(np.float32), 1.0)
+        gain = np.repeat(np.repeat(gain, step, axis=0), step, axis=1)[:height, :width]
+        flat[..., c] = np.minimum(channel * gain + 0.5, 255.0)
+    return stretch(flat)
 
 
 def model_contrast(model: pathlib.Path) -> str:
@@ -124,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inference_batch", type=int, default=4, help="tiles per call of the model")
     parser.add_argument("--threshold", type=float, default=0.5, help="ink where probability > this, (0, 1)")
     parser.add_argument("--probabilities", type=pathlib.Path, help="also save the float32 H x W probabilities (.npy)")
-    parser.add_argument("--contrast", choices=("none", "stretch"), default=None,
+    parser.add_argument("--contrast", choices=("none", "stretch", "flatten"), default=None,
                         help="stretch: the page's 1st-99th percentile grey levels to the full range first; "
+                             "flatten: each channel divided by the page's own paper, then stretched; "
                              "default: as the model was trained (card.json beside it), else none")
     args = parser.parse_args(argv)
     problems = [f"--overlap={args.overlap}: must be in [0, 1)" * (not 0.0 <= args.overlap < 1.0),
@@ -147,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: {args.page}: not a readable image ({e})", file=sys.stderr)
         return 2
-    if (args.contrast or model_contrast(args.model)) == "stretch":
-        page = stretch(page)
+    prepare = {"stretch": stretch, "flatten": flatten}.get(args.contrast or model_contrast(args.model))
+    if prepare is not None:
+        page = prepare(page)
     probability = ink_probability(exported, page, overlap=args.overlap, batch=args.inference_batch)
     if args.probabilities:
         np.save(args.probabilities, probability)
