@@ -51,7 +51,8 @@ CONTRAST_HELP = ("Model inference: contrast normalization of the page before the
 
 
 def parse_contrast(value: str | None) -> str | None:
-    """'none', 'stretch' or 'flatten' as given; '' or None -> None (the model's own: its config.data.contrast).
+    """'none', 'stretch' or 'flatten' as given; '' or None -> None (the model's own contrast:
+    its config.data.contrast).
 
     Anything else raises ConfigError naming --contrast.
     """
@@ -130,9 +131,9 @@ def flatten(page: np.ndarray, window: int = FLATTEN_WINDOW) -> np.ndarray:
         channel = channels[..., c]
         gain = _full_size(255.0 / np.maximum(_coarse_paper(channel, window), 1.0), channel.shape)
         ratio = channel * gain
-        ratio += 0.5  # round to nearest below
+        ratio += 0.5  # the cast to uint8 below truncates: + 0.5 makes it round to the nearest level
         np.minimum(ratio, 255.0, out=ratio)
-        flat[..., c] = ratio  # float -> uint8 truncates: with the 0.5 above, rounds
+        flat[..., c] = ratio
     return stretch(flat[..., 0] if page.ndim == 2 else flat)
 
 
