@@ -1,8 +1,9 @@
 """Tables of the flatten study: each stretch-arm fold model on its test collections, as trained
-(stretched pages) and with --contrast=flatten (each page divided by its own paper, then stretched).
+(stretched pages) and with --contrast=flatten (each page divided by its own paper, then stretched),
+and the fold models trained on flattened pages (configs/ablations/flatten.py's second arm).
 
-Reads the protocol's scores of the arm trained on stretched pages
-(<protocol_root>/arg=<fold>,data.contrast=stretch,seed=<n>/protocol/pages.csv), of the classic
+Reads the protocol's scores of the arms trained on stretched and on flattened pages
+(<protocol_root>/arg=<fold>,data.contrast=<stretch|flatten>,seed=<n>/protocol/pages.csv), of the classic
 methods (baselines/*/pages.csv), and launch.evaluate's scores of the same models with
 --contrast=flatten at the protocol's overlap 0.5 (<flatten_root>/seed<N>_flatten/<collection>/model/
 per_image.csv, <collection> the data folder's name: 2009 ... 2016 for the DIBCO years). Pages the
@@ -21,8 +22,9 @@ HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "contrast"))  # the contrast study's collection order and helpers
 from make_tables import METHODS, ORDER, _collection, _mean  # noqa: E402
 
-ARM = "binjax data.contrast=stretch"  # binjax.protocol.recipe_name of the stretch arm's runs
-MODES = ("stretch", "flatten")
+# binjax.protocol.recipe_name of each arm's runs -> its column label
+ARMS = {"binjax data.contrast=stretch": "stretch", "binjax data.contrast=flatten": "trained on flattened"}
+MODES = ("stretch", "flatten", "trained on flattened")
 
 
 def read_rows(protocol_root: pathlib.Path, flatten_root: pathlib.Path) -> list[dict]:
@@ -30,9 +32,9 @@ def read_rows(protocol_root: pathlib.Path, flatten_root: pathlib.Path) -> list[d
     for path in sorted(protocol_root.glob("arg=*,seed=*/protocol/pages.csv")):
         with path.open() as f:
             for r in csv.DictReader(f):
-                if r["binarizer"] != ARM:  # the recipe's runs and other ablations' share the root
+                if r["binarizer"] not in ARMS:  # the recipe's runs and other ablations' share the root
                     continue
-                rows.append(dict(binarizer="fold model", contrast="stretch", seed=int(r["seed"]),
+                rows.append(dict(binarizer="fold model", contrast=ARMS[r["binarizer"]], seed=int(r["seed"]),
                                  collection=r["collection"], page=r["page"], fm=float(r["fm"])))
                 pages.add((r["collection"], r["page"]))
     for path in sorted(protocol_root.glob("baselines/*/pages.csv")):
@@ -56,12 +58,13 @@ def tables(rows: list[dict]) -> str:
         cells.setdefault((r["collection"], column), []).append(r["fm"])
         by_page[(r["collection"], r["page"], column)] = r["fm"]
     seeds = sorted({r["seed"] for r in rows if r["binarizer"] == "fold model"})
-    model_columns = [f"seed {s}, {m}" for s in seeds for m in MODES]
+    model_columns = [col for col in (f"seed {s}, {m}" for s in seeds for m in MODES)
+                     if any(k[1] == col for k in cells)]  # an arm not run with a seed has no column
     collections = [c for c in ORDER if any(k[0] == c for k in cells)]
     header = model_columns + list(METHODS)
     lines = ["FM % per collection (mean over pages); each stretch-arm fold model scored on its own test "
-             "collections as trained (`stretch`) and with `--contrast=flatten` (inference only). "
-             "– : not scored.", "",
+             "collections as trained (`stretch`) and with `--contrast=flatten` (inference only), and the "
+             "fold models trained on flattened pages (`trained on flattened`). – : not scored.", "",
              "| collection | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     per_column: dict[str, list[tuple[float, str]]] = {}
     for c in collections:
