@@ -108,6 +108,23 @@ def test_the_release_config_trains_on_every_collection_but_the_validation_one():
         collections_lite.get_config("bickley")
 
 
+def test_the_fast_release_config_is_the_default_release_with_the_measured_fast_overrides():
+    from binjax import config_checks
+    from configs import collections_fast, collections_lite
+    from configs.ablations import lite_speed
+
+    for arg in (None, "smoke"):
+        fast, lite = collections_fast.get_config(arg), collections_lite.get_config(arg)
+        for key, value in lite_speed.FAST.items():
+            section, field = key.split(".")
+            assert fast[section][field] == value != lite[section][field]
+            fast[section][field] = lite[section][field]
+        assert fast.to_dict() == lite.to_dict()  # nothing else differs: data, steps, contrast
+        config_checks.check_config(collections_fast.get_config(arg))
+    with pytest.raises(ValueError, match="collections_fast"):
+        collections_fast.get_config("msi2015")
+
+
 @pytest.mark.slow
 @pytest.mark.needs_shared
 def test_protocol_trains_scores_and_reports_the_worst_collection(tmp_path, request):

@@ -23,10 +23,10 @@ NOT_RUN = [
     (r"\.\./shared", "needs the DIBCO pages (../shared/data/dibco)"),
     (r"^sbatch|tpu_vm\.sh|^export TPU_NAME|local_multiprocess\.sh", "a cluster (the local rehearsal is tests/test_distributed.py)"),
     (r"/path/to/torch-venv", "needs PyTorch, no dependency of binjax"),
-    (r"--config=configs/(default|lite|dibco_\w+|collections_lite)\.py "
-     r"--workdir=workdirs/(default|lite|dibco_\w+|collections_lite|mine|synthetic|dibco_ft)\b"
+    (r"--config=configs/(default|lite|dibco_\w+|collections_\w+)\.py "
+     r"--workdir=workdirs/(default|lite|dibco_\w+|collections_\w+|mine|synthetic|dibco_ft)\b"
      r"(?!.*:smoke)", "a full training: minutes (quickstart) to hours"),
-    (r"--checkpoints?=workdirs/(default|dibco_\w+|collections_lite)\b", "needs a full training's workdir"),
+    (r"--checkpoints?=workdirs/(default|dibco_\w+|collections_\w+)\b", "needs a full training's workdir"),
     (r"^cp docs/card_template.json my_card.json$", "the DIBCO export's card (its exports need DIBCO trainings)"),
     (r"launch\.benchmark", "a benchmark: minutes, and its figures are not checked"),
     (r"launch\.sweep .*configs/ablations/loss\.py (?!.*(--print_commands|--slurm_array))", "trains a sweep: hours"),

@@ -1,0 +1,60 @@
+"""Tables of the fast light model in the cross-collection protocol: configs/ablations/lite_speed.py.
+
+Reads the protocol's per-run scores (<protocol_root>/arg=*/protocol/pages.csv) and the classic
+methods' (<protocol_root>/baselines/*/pages.csv), and writes tables.md beside this file: FM % per collection and seed for the default model's recipe (stretched pages)
+and the fast light model on the same pages, beside Otsu, Sauvola and Su. Needs only Python.
+
+  python docs/ablations/dibco/lite_speed/make_tables.py docs/ablations/dibco/protocol_baseline
+"""
+
+import collections
+import csv
+import math
+import pathlib
+import statistics
+import sys
+
+HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "contrast"))  # the contrast study's collection order
+from make_tables import METHODS, ORDER  # noqa: E402
+
+# binjax.protocol.recipe_name of the two arms (the sweep's overrides, sorted).
+ARMS = {"binjax data.contrast=stretch": "default recipe",
+        "binjax data.contrast=stretch,model.decoder_expansion=1,model.expansion=2,model.head=space_to_depth": "fast"}
+
+
+def tables(protocol_root: pathlib.Path) -> str:
+    scores = collections.defaultdict(list)  # (collection, column) -> page FMs
+    paths = sorted(protocol_root.glob("arg=*/protocol/pages.csv")) + sorted(protocol_root.glob("baselines/*/pages.csv"))
+    for path in paths:
+        with path.open() as f:
+            for r in csv.DictReader(f):
+                if r["binarizer"] in ARMS:
+                    column = f"{ARMS[r['binarizer']]}, seed {r['seed']}"
+                elif r["binarizer"] in METHODS:
+                    column = r["binarizer"]
+                else:
+                    continue
+                scores[(r["collection"], column)].append(float(r["fm"]))
+    columns = sorted({c for _, c in scores if c not in METHODS}) + list(METHODS)
+    names = [c for c in ORDER if any(k[0] == c for k in scores)]
+    lines = ["FM % per collection (mean over its pages), each collection scored by fold models that never "
+             "trained on it; – : not run.", "",
+             "| collection | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name in names:
+        cells = [f"{statistics.fmean(scores[(name, c)]):.2f}" if (name, c) in scores else "–" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    # The worst collection over the collections every column has scored (the fast arm runs the deciding folds first).
+    shared = [n for n in names if all((n, c) in scores for c in columns)]
+    worst = []
+    for c in columns:
+        means = {n: statistics.fmean(scores[(n, c)]) for n in shared}
+        worst.append("{:.2f} ({})".format(*min((v, n) for n, v in means.items())) if means else "–")
+    lines.append(f"| **worst of {', '.join(shared) or 'none'}** | " + " | ".join(worst) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    text = tables(pathlib.Path(sys.argv[1]))
+    (HERE / "tables.md").write_text(text)
+    print(text)
