@@ -26,14 +26,11 @@ import numpy as np
 from flax import nnx
 
 from binjax.released import WEIGHTS_FILE as WEIGHTS
+from binjax.released import is_export
 
 CONFIG, CARD = "config.json", "card.json"
 _BF16_SUFFIX = "::bf16"
 PathLike = str | os.PathLike
-
-
-def is_export(path: PathLike) -> bool:
-    return (pathlib.Path(path) / WEIGHTS).is_file()
 
 
 def _key(prefix: str, path) -> str:

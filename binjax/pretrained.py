@@ -13,15 +13,14 @@ import ml_collections
 from flax import nnx
 
 from binjax import checkpointing, export, released, train
-from binjax.released import DEFAULT_MODEL, released_models  # noqa: F401  (re-exported)
 
 
 def resolve(path: str | pathlib.Path, *, prefer_best: bool = True) -> pathlib.Path:
     """A released model's name, an export folder, or a workdir / manager / step directory ->
     the folder to load (a workdir resolves to its best checkpoint, else its latest)."""
-    if str(path) in released_models():
+    if str(path) in released.released_models():
         return released.RELEASED_DIR / str(path)
-    if export.is_export(path):
+    if released.is_export(path):
         return pathlib.Path(path).absolute()
     return checkpointing.find_checkpoint(path, prefer_best=prefer_best)
 
@@ -38,7 +37,7 @@ def load_model(path: str | pathlib.Path, *, prefer_best: bool = True) -> tuple[n
 def load_model_and_source(path: str | pathlib.Path, *, prefer_best: bool = True):
     """(model, config, the folder it came from). A workdir's checkpoints are tried best/ newest
     first, then checkpoints/, skipping (and naming) any that do not restore."""
-    if str(path) in released_models() or export.is_export(path):
+    if str(path) in released.released_models() or released.is_export(path):
         source = resolve(path)
         return (*export.load_exported(source), source)
     source, (state, config) = checkpointing.restore_any(path, load_train_state, prefer_best=prefer_best)

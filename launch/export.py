@@ -84,14 +84,12 @@ def _check_portable_flags(from_export: bool) -> None:
 def main(argv):
     del argv
     card = _read_card(_CARD.value) if _CARD.value else {}  # before the slow part: fail fast
-    from binjax import export, pretrained
-
-    from_export = _CHECKPOINT.value in pretrained.released_models() or export.is_export(_CHECKPOINT.value)
+    from_export = _CHECKPOINT.value in released.released_models() or released.is_export(_CHECKPOINT.value)
     _check_portable_flags(from_export)
     common.initialize_runtime()
     from flax import nnx
 
-    from binjax import checkpointing, train
+    from binjax import checkpointing, export, pretrained, train
     from binjax.portable import stablehlo
 
     out = pathlib.Path(_OUT.value)

@@ -78,9 +78,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     common.initialize_runtime()
-    from binjax import pretrained, quality
+    from binjax import quality, released
 
-    model_name = (f"binjax-{_CHECKPOINT.value}" if _CHECKPOINT.value in pretrained.released_models() else "model")
+    model_name = (f"binjax-{_CHECKPOINT.value}" if _CHECKPOINT.value in released.released_models() else "model")
     pages = []
     for collection in _COLLECTIONS.value:
         pages += _collection_pages(model_name, collection)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from binjax import binarizers as binarizers_lib
-from binjax import evaluate, imageio, inference, metrics, pretrained
+from binjax import evaluate, imageio, inference, metrics, pretrained, released
 from binjax.data import synthetic
 from conftest import save_tiny_checkpoint
 
@@ -157,7 +157,7 @@ def test_launcher_help_and_missing_binarizer(pairs, tmp_path):
                              cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert default.returncode == 0, default.stderr[-3000:]
     summary = (tmp_path / "d" / "summary.md").read_text()
-    assert f"| binjax-{pretrained.DEFAULT_MODEL} |" in summary and "| otsu |" in summary
+    assert f"| binjax-{released.DEFAULT_MODEL} |" in summary and "| otsu |" in summary
     none = subprocess.run([sys.executable, "-m", "launch.evaluate", f"--data={pairs}", f"--out={tmp_path / 'n'}",
                            "--checkpoint=none"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert none.returncode != 0 and "--method" in none.stderr

@@ -62,19 +62,19 @@ def test_released_models_are_found_by_name_and_are_the_default(trained, tmp_path
     monkeypatch.setattr(released, "RELEASED_DIR", tmp_path / "weights")
     with pytest.raises(binarizers.NoBinarizerError, match="not installed.*--checkpoint.*--method"):
         binarizers.make_binarizers()
-    export.export_model(state, config, tmp_path / "weights" / pretrained.DEFAULT_MODEL, card={})
-    assert pretrained.released_models() == [pretrained.DEFAULT_MODEL]
+    export.export_model(state, config, tmp_path / "weights" / released.DEFAULT_MODEL, card={})
+    assert released.released_models() == [released.DEFAULT_MODEL]
     (default,) = binarizers.make_binarizers(tile=32, overlap=0.0).values()
-    assert default.name == f"binjax-{pretrained.DEFAULT_MODEL}"
+    assert default.name == f"binjax-{released.DEFAULT_MODEL}"
     page = np.random.default_rng(0).integers(0, 256, (50, 70, 1), dtype=np.uint8)
-    by_name = binarizers.make_binarizers([pretrained.DEFAULT_MODEL], tile=32, overlap=0.0)
+    by_name = binarizers.make_binarizers([released.DEFAULT_MODEL], tile=32, overlap=0.0)
     assert list(by_name) == [default.name]
     np.testing.assert_array_equal(by_name[default.name](page), default(page))
 
 
 def test_the_shipped_default_model_is_the_light_one():
-    assert pretrained.DEFAULT_MODEL in pretrained.released_models()
-    card = export.read_card(released.RELEASED_DIR / pretrained.DEFAULT_MODEL)
+    assert released.DEFAULT_MODEL in released.released_models()
+    card = export.read_card(released.RELEASED_DIR / released.DEFAULT_MODEL)
     assert card["parameters"] < 300_000
 
 
@@ -83,7 +83,7 @@ def test_the_shipped_default_model_is_the_light_one():
 UNSEEN_PAGES = {"2013": "PR05", "2014": "H07"}
 
 
-@pytest.mark.parametrize("name", pretrained.released_models())
+@pytest.mark.parametrize("name", released.released_models())
 def test_every_shipped_model_loads_and_beats_otsu_on_an_unseen_dibco_page(name, dibco_dir):
     from binjax import imageio, metrics  # noqa: PLC0415
 

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from binjax import binarizers, cpu_kernels, export, imageio, inference, pretrained
+from binjax import binarizers, cpu_kernels, export, imageio, inference, pretrained, released
 from binjax.models import unet
 from binjax.portable import stablehlo
 from conftest import REPO_ROOT, save_tiny_checkpoint
@@ -145,7 +145,7 @@ def test_asking_for_onnx_fails_in_one_line_before_loading(tmp_path):
 
 
 def test_the_released_lite_model_exports_and_predicts_as_binjax():
-    model, config = pretrained.load_model(pretrained.DEFAULT_MODEL)
+    model, config = pretrained.load_model(released.DEFAULT_MODEL)
     artifact = stablehlo.export_tile_predictor(model, in_channels=int(config.data.channels), tile=64)
     grey = imageio.load_image(REPO_ROOT / "data" / "samples" / "synthetic_00_grey_in.png", 1)
     tiles = np.stack([grey[:64, :64], grey[100:164, 200:264]])

@@ -87,7 +87,14 @@ def tables(rows: list[dict]) -> str:
                 per_column.setdefault(col, []).append((values[col], c))
         lines.append(f"| {c} | " + " | ".join("–" if not math.isfinite(values[col]) else f"{values[col]:.2f}"
                                               for col in header) + " |")
-    # A column's mean and worst only when every collection has a score in it.
+    lines += summary_lines(per_column, header, collections)
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(per_column: dict[str, list[tuple[float, str]]], header: list[str],
+                  collections: list[str]) -> list[str]:
+    """The **mean** and **worst** rows: a column's only when every collection has a score in it."""
+    lines = []
     for label, pick in (("mean", lambda s: f"{_mean([v for v, _ in s]):.2f}"),
                         ("worst", lambda s: "{:.2f} ({})".format(*min(s)))):
         out = []
@@ -95,18 +102,23 @@ def tables(rows: list[dict]) -> str:
             scored = per_column.get(col, [])
             out.append(pick(scored) if len(scored) == len(collections) else "–")
         lines.append(f"| **{label}** | " + " | ".join(out) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def main(protocol_root: str, stretch_root: str) -> None:
-    rows = read_rows(pathlib.Path(protocol_root), pathlib.Path(stretch_root))
-    with (HERE / "pages.csv").open("w", newline="") as f:
+def write_study(folder: pathlib.Path, rows: list[dict], tables_md: str) -> None:
+    """folder/pages.csv (every page row, sorted) and folder/tables.md, which is also printed."""
+    with (folder / "pages.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, ("binarizer", "contrast", "seed", "collection", "page", "fm"))
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: (r["collection"], r["page"], r["binarizer"], str(r["seed"]),
                                                      r["contrast"])))
-    (HERE / "tables.md").write_text(tables(rows))
-    print((HERE / "tables.md").read_text())
+    (folder / "tables.md").write_text(tables_md)
+    print(tables_md)
+
+
+def main(protocol_root: str, stretch_root: str) -> None:
+    rows = read_rows(pathlib.Path(protocol_root), pathlib.Path(stretch_root))
+    write_study(HERE, rows, tables(rows))
 
 
 if __name__ == "__main__":

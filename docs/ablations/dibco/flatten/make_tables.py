@@ -20,7 +20,7 @@ import sys
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "contrast"))  # the contrast study's collection order and helpers
-from make_tables import METHODS, ORDER, _collection, _mean  # noqa: E402
+from make_tables import METHODS, ORDER, _collection, _mean, summary_lines, write_study  # noqa: E402
 
 # binjax.protocol.recipe_name of each arm's runs -> its column label
 ARMS = {"binjax data.contrast=stretch": "stretch", "binjax data.contrast=flatten": "trained on flattened"}
@@ -74,14 +74,7 @@ def tables(rows: list[dict]) -> str:
                 per_column.setdefault(col, []).append((values[col], c))
         lines.append(f"| {c} | " + " | ".join("–" if not math.isfinite(values[col]) else f"{values[col]:.2f}"
                                               for col in header) + " |")
-    # A column's mean and worst only when every collection has a score in it.
-    for label, pick in (("mean", lambda s: f"{_mean([v for v, _ in s]):.2f}"),
-                        ("worst", lambda s: "{:.2f} ({})".format(*min(s)))):
-        out = []
-        for col in header:
-            scored = per_column.get(col, [])
-            out.append(pick(scored) if len(scored) == len(collections) else "–")
-        lines.append(f"| **{label}** | " + " | ".join(out) + " |")
+    lines += summary_lines(per_column, header, collections)
     # Per page: how often flatten gains or loses, and by how much, on each collection.
     lines += ["", "Pages where `--contrast=flatten` moves FM by more than 1 (every seed scored both ways):", "",
               "| collection | pages | gains > 1 | losses > 1 | largest gain | largest loss |",
@@ -103,13 +96,7 @@ def tables(rows: list[dict]) -> str:
 
 def main(protocol_root: str, flatten_root: str) -> None:
     rows = read_rows(pathlib.Path(protocol_root), pathlib.Path(flatten_root))
-    with (HERE / "pages.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, ("binarizer", "contrast", "seed", "collection", "page", "fm"))
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: (r["collection"], r["page"], r["binarizer"], str(r["seed"]),
-                                                     r["contrast"])))
-    (HERE / "tables.md").write_text(tables(rows))
-    print((HERE / "tables.md").read_text())
+    write_study(HERE, rows, tables(rows))
 
 
 if __name__ == "__main__":
