@@ -24,7 +24,7 @@ from binjax import contrast as contrast_lib
 from binjax.errors import ConfigError
 
 # = binjax.inference.DEFAULT_OVERLAP, which this module does not import: it loads JAX.
-DEFAULT_OVERLAP = 0.25
+DEFAULT_OVERLAP = 0.125
 
 PathLike = str | os.PathLike
 

@@ -22,6 +22,8 @@ import sys
 import time
 import xml.etree.ElementTree as ElementTree
 
+from binjax.binarizers import DEFAULT_OVERLAP  # JAX-free, like this module's top
+
 PACKAGES = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "optax", "orbax-checkpoint",
             "numpy", "grain", "tensorflow-datasets", "ml-collections", "doxapy")
 A4_300DPI = (3508, 2480)  # the page binarize is timed on (README, Speed)
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("json_out")
     inf.add_argument("--config", required=True, help="config file[:variant], e.g. configs/default.py")
     inf.add_argument("--tile", type=int, default=512)
-    inf.add_argument("--overlap", type=float, default=0.25)  # binjax.inference.DEFAULT_OVERLAP
+    inf.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP)
     inf.add_argument("--cap", type=int, default=256, help="largest tile batch to try")
     inf.add_argument("--page", default=f"{A4_300DPI[0]}x{A4_300DPI[1]}", help="smallest page HxW")
     inf.add_argument("--seconds", type=float, default=100, help="time budget of the search")

@@ -1,7 +1,7 @@
 """Full-page inference: tiles with overlap, batched through one jitted call, Gaussian blending.
 
 A page never has to fit through the network in one piece: it is cut into `tile` x `tile` windows
-(25 % overlap by default, steps spread evenly as in nnU-Net), the windows go through the model
+(12.5 % overlap by default, steps spread evenly as in nnU-Net), the windows go through the model
 `batch_size` at a time (the last batch padded, so exactly one compilation happens per tile and
 batch size), and the probabilities are blended with a Gaussian importance map (sigma = tile / 8)
 into float32 accumulators. Memory is the two H x W float32 accumulators plus one batch of tiles,
@@ -27,13 +27,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 # weight sum well away from zero (nnU-Net clips the same way) while leaving the profile alone.
 _MIN_IMPORTANCE = 1e-4
 
-# Tiles share a quarter of their side. nnU-Net's 0.5 costs twice the tiles (117 against 63 on an
-# A4 page at 300 dpi) for no measurable gain: on the validation pages of the released dibco_lite
-# and of four protocol fold models (H-DIBCO 2014; DIBCO 2013 for the fold that tests 2014), mean
-# FM moved by 0.03 or less per model between overlap 0.5, 0.25 and 0.125, and no page by more than
-# 0.4 (docs/benchmarks/overlap.md). 0.125 would save another ~30 % of the tiles; 0.25 keeps a
-# 128-pixel blend between neighbours, wider than the models' context at the tile border.
-DEFAULT_OVERLAP = 0.25
+# Tiles share an eighth of their side (a 64-pixel blend between neighbours). nnU-Net's 0.5 costs
+# 2.4x the tiles (117 against 48 on an A4 page at 300 dpi) for no measurable gain: on the
+# validation pages of the released models and of protocol fold models, and on all 12 test
+# collections of the protocol's default-recipe fold models, mean FM moved by 0.08 or less per
+# model and collection between overlap 0.5 and 0.125, and no page by more than 0.83
+# (docs/benchmarks/overlap.md).
+DEFAULT_OVERLAP = 0.125
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed inference batches")
     parser.add_argument("--page", default="3508x2480", help="--what=page: page HxW (default A4 at 300 dpi)")
     parser.add_argument("--overlap", default="0.5",
-                        help="--what=page: tile overlaps, comma-separated, a row each (binjax's default: 0.25)")
+                        help="--what=page: tile overlaps, comma-separated, a row each (binjax's default: 0.125)")
     parser.add_argument("--page_repeats", type=int, default=1,
                         help="--what=page: timed pages per overlap after a warm-up batch; the fastest counts")
     parser.add_argument("--channels_last", action="store_true", help="NHWC memory format (oneDNN)")

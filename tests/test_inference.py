@@ -223,10 +223,14 @@ def test_one_default_overlap_everywhere():
     protocol pins its own so that scores from different sessions stay comparable."""
     import inspect
 
-    from binjax import benchmark, binarizers, inference, protocol
+    from binjax import benchmark, binarizers, device_check, inference, protocol
 
-    assert binarizers.DEFAULT_OVERLAP == inference.DEFAULT_OVERLAP == 0.25
+    assert binarizers.DEFAULT_OVERLAP == inference.DEFAULT_OVERLAP == 0.125
     assert inspect.signature(binarizers.ModelBinarizer).parameters["overlap"].default == inference.DEFAULT_OVERLAP
-    assert inspect.signature(inference.sliding_window_predict).parameters["overlap"].default == 0.25
+    assert inspect.signature(inference.sliding_window_predict).parameters["overlap"].default == 0.125
     assert inspect.signature(benchmark.inference_throughput).parameters["overlap"].default == inference.DEFAULT_OVERLAP
     assert protocol.SCORING == {"overlap": 0.5}
+    # The portable script imports no binjax, so it repeats the number; the device check reads it.
+    from binjax.portable import run_stablehlo
+    assert inspect.signature(run_stablehlo.ink_probability).parameters["overlap"].default == inference.DEFAULT_OVERLAP
+    assert "from binjax.binarizers import DEFAULT_OVERLAP" in inspect.getsource(device_check)

@@ -10,7 +10,7 @@ into the export folder; copy both anywhere jax runs (CPU, or a CUDA GPU with jax
 
 The artifact maps uint8 tiles [b, t, t, C] (NHWC, pixels as read) to float32 ink probabilities
 [b, t, t]; its tile side t and channels C are read from the file. The page is cut as binjax does
-(tiles spread evenly with --overlap, 0.25 by default as in binjax; pages smaller than a tile mirrored out to
+(tiles spread evenly with --overlap, 0.125 by default as in binjax; pages smaller than a tile mirrored out to
 one), the probabilities blended with a Gaussian weight per tile (sigma = t / 8) and thresholded
 (> --threshold): the same probabilities as `binjax-binarize` gives with the same model, tile and
 overlap, to float rounding (README "Export a model" has the measured difference). The output is
@@ -117,7 +117,7 @@ def gaussian_weights(tile: int) -> np.ndarray:
     return np.maximum(weights / weights.max(), _MIN_WEIGHT).astype(np.float32)
 
 
-def ink_probability(exported, page: np.ndarray, *, overlap: float = 0.25, batch: int = 4) -> np.ndarray:
+def ink_probability(exported, page: np.ndarray, *, overlap: float = 0.125, batch: int = 4) -> np.ndarray:
     """float32 H x W ink probability of a uint8 H x W x C page through the artifact, tile by tile."""
     _, tile, _, channels = exported.in_avals[0].shape
     height, width = page.shape[:2]
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=pathlib.Path,
                         default=pathlib.Path(__file__).with_name("model.stablehlo"),
                         help="the exported artifact (default: model.stablehlo beside this script)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared by neighbours, [0, 1)")
+    parser.add_argument("--overlap", type=float, default=0.125, help="fraction of a tile shared by neighbours, [0, 1)")
     parser.add_argument("--inference_batch", type=int, default=4, help="tiles per call of the model")
     parser.add_argument("--threshold", type=float, default=0.5, help="ink where probability > this, (0, 1)")
     parser.add_argument("--probabilities", type=pathlib.Path, help="also save the float32 H x W probabilities (.npy)")
