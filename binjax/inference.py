@@ -160,7 +160,7 @@ def sliding_window_predict(
       tile: window side. A multiple of the model's 2**depth avoids padding inside the model.
       overlap: fraction of a tile shared by neighbours, in [0, 1); 0.5 (nnU-Net) means each pixel
         is seen by ~4 tiles, i.e. ~4x the compute of one pass over the page; DEFAULT_OVERLAP
-        (0.25) ~2x.
+        (0.125) ~1.45x on an A4 page at 300 dpi (48 tiles of 512^2 for 8.7 MP).
       batch_size: tiles per jitted call (rounded up to a multiple of the predictor's devices);
         the last batch is padded so the call shape never changes.
       flip_tta: also predict the horizontally, vertically and doubly mirrored tiles and average
