@@ -166,10 +166,12 @@ def test_synthetic_mix_arms():
     assert (mix.data.source, mix.data.mix.real, mix.data.mix.synthetic_fraction) == ("mix", "collections", 0.5)
     assert "msi2015" not in mix.data.synthetic.clutter.colour_collections.split(",")   # the test fold
     assert mix.data.collections.test == "msi2015" and mix.data.synthetic.clutter.bleed_through > 0
+    assert mix.data.contrast == "stretch"   # built on the chosen recipe, synthetic pages stretched too
     pretrain = synthetic_mix.get_config("msi2015,pretrain")
     assert (pretrain.data.source, pretrain.data.mix.synthetic_fraction) == ("mix", 1.0)
     finetune = synthetic_mix.get_config("msi2015,finetune")
     assert finetune.data.source == "collections" and finetune.init_from.endswith("arg=msi2015,seed=0")
+    assert pretrain.data.contrast == finetune.data.contrast == "stretch"
     fractions = {r["data.mix.synthetic_fraction"] for r in synthetic_mix.get_sweep(None)}
     assert fractions == {0.0, 0.25, 0.5}
 

@@ -1,12 +1,16 @@
 """Synthetic pages that teach what is not ink, in the cross-collection protocol (issue #13).
 
-Three sweeps over the protocol's folds (configs/cross_collection.py, the light model; add ',unet'
-for the U-Net), each scored by launch.protocol on the fold's test collections like the protocol:
+Three sweeps over the protocol's folds, each on the recipe the protocol chose (configs/
+collections_lite.py: configs/cross_collection.py's light model on contrast-stretched pages,
+contrast.STRETCH; add ',unet' for the U-Net), each scored by launch.protocol on the fold's test
+collections like the protocol. Synthetic pages are stretched like the real ones (the mixed source
+is wrapped in sources.ContrastPages), so the model sees every page as it will at inference.
 
   mix (no argument)  real training collections and synthetic pages with every kind of clutter
                      (CLUTTER below; binjax/data/clutter.py) in one source, a synthetic fraction
                      of 0, 0.25 or 0.5 of the pages (data.mix.synthetic_fraction); 0 is the
-                     protocol's own recipe, the same pages and batches
+                     chosen recipe itself, the same pages and batches as contrast.py's
+                     'stretch' arm
   'pretrain'         synthetic pages only (synthetic_fraction 1), the same steps, checkpoints
                      chosen on the real validation collection: the synthetic-only score, and
                      the start of 'finetune'
@@ -33,6 +37,7 @@ import os
 
 from binjax import sweep
 from configs import cross_collection
+from configs.ablations import contrast
 
 FRACTIONS = (0.0, 0.25, 0.5)
 SEEDS = (0, 1)
@@ -49,6 +54,8 @@ def get_config(arg: str | None = None):
     if len(stage) > 1:
         raise ValueError(f"configs/ablations/synthetic_mix.py: argument {arg!r} names both {STAGES}")
     config = cross_collection.get_config(",".join(p for p in parts if p not in STAGES) or None)
+    # The arm adds synthetic pages to the recipe the protocol chose, not to the one it replaced.
+    config = sweep.apply_overrides(config, contrast.STRETCH)
     data = config.data
     data.synthetic.clutter.update(CLUTTER, colour_collections=data.collections.train)
     if stage != ["finetune"]:

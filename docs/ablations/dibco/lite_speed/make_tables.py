@@ -23,14 +23,17 @@ ARMS = {"binjax data.contrast=stretch": "default recipe",
         "binjax data.contrast=stretch,model.decoder_expansion=1,model.expansion=2,model.head=space_to_depth": "fast"}
 
 
-def tables(protocol_root: pathlib.Path) -> str:
+def tables(protocol_root: pathlib.Path, arms: dict[str, str] = ARMS, *more_roots: pathlib.Path) -> str:
+    """The table of `arms` (recipe name -> column label) over the runs of one or more protocol roots;
+    the classic methods' scores come from the first root. Other studies call it with their arms."""
     scores = collections.defaultdict(list)  # (collection, column) -> page FMs
-    paths = sorted(protocol_root.glob("arg=*/protocol/pages.csv")) + sorted(protocol_root.glob("baselines/*/pages.csv"))
+    paths = [path for root in (protocol_root, *more_roots) for path in sorted(root.glob("arg=*/protocol/pages.csv"))]
+    paths += sorted(protocol_root.glob("baselines/*/pages.csv"))
     for path in paths:
         with path.open() as f:
             for r in csv.DictReader(f):
-                if r["binarizer"] in ARMS:
-                    column = f"{ARMS[r['binarizer']]}, seed {r['seed']}"
+                if r["binarizer"] in arms:
+                    column = f"{arms[r['binarizer']]}, seed {r['seed']}"
                 elif r["binarizer"] in METHODS:
                     column = r["binarizer"]
                 else:
