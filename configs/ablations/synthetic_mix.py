@@ -18,8 +18,8 @@ is wrapped in sources.ContrastPages), so the model sees every page as it will at
                      (config.init_from = PRETRAIN_ROOT/arg=<fold>,seed=0, so both fine-tuning
                      seeds start alike); needs 'pretrain' run there first
 
-Seeds 0 and 1; 7 folds, so the mix sweep is 42 runs (~12 h on 2 CPU cores; `--only` picks folds)
-and the others 14 each. Paper and ink colours come from the fold's training collections only, so
+Seeds 0 and 1; 7 folds, so the mix sweep is 42 runs (~14 h on 2 idle CPU cores, ~20 min a run;
+`--only` picks folds) and the others 14 each. Paper and ink colours come from the fold's training collections only, so
 no test collection lends its colours.
 
   python -m launch.protocol --config=configs/ablations/synthetic_mix.py --workdir=$HOME/binjax/synthetic_mix
