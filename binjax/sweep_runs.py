@@ -35,9 +35,9 @@ OnDone = Callable[[Overrides], None]
 
 
 def train_in_process(plan: Sequence[Overrides], experiment: sweep.Sweep, *,
-                     on_done: OnDone | None = None) -> list[str]:
+                     on_done: OnDone | None = None, progress: bool = True) -> list[str]:
     """Trains each run of `plan` in this process, one after another (then `on_done(run)`);
-    returns the names that failed."""
+    returns the names that failed. progress=False: no training progress bars."""
     from binjax import train  # after jax.distributed is up
 
     failed = []
@@ -46,7 +46,7 @@ def train_in_process(plan: Sequence[Overrides], experiment: sweep.Sweep, *,
         print(f"[{i}/{len(plan)}] {name}: training in {workdir}", flush=True)
         start = time.perf_counter()
         try:
-            scores = train.train_and_evaluate(experiment.config(overrides), workdir)
+            scores = train.train_and_evaluate(experiment.config(overrides), workdir, progress=progress)
         except Exception:  # one broken run must not stop the sweep; KeyboardInterrupt still does
             logging.exception("run %s failed", name)
             print(f"[{i}/{len(plan)}] {name}: FAILED (see log above); rerun to retry", flush=True)

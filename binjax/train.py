@@ -311,7 +311,8 @@ def resume_check(config: ml_collections.ConfigDict, abstract_state, allow_change
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, allow_config_change: bool = False
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, allow_config_change: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final scores.
 
@@ -321,14 +322,16 @@ def train_and_evaluate(
     allow_config_change (config_checks.RESUME_SAFE_KEYS, such as num_steps, may always change).
     However training stops (an error, Ctrl-C, a full disk), pending checkpoint saves are
     finished or removed, and the log says which checkpoint is the last complete one.
+    progress=False leaves out the progress bar (a sweep's log); the log lines stay.
     """
     config_checks.check_config(config)  # before any work: one line naming a bad key
     workdir = pathlib.Path(workdir)
     with WorkdirLock(workdir, jax.process_index()):
-        return _train_locked(config, workdir, allow_config_change)
+        return _train_locked(config, workdir, allow_config_change, progress)
 
 
-def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, allow_config_change: bool):
+def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, allow_config_change: bool,
+                  show_progress: bool):
     is_chief = jax.process_index() == 0
 
     # ---------------------------------------------------------------- Mesh
@@ -410,7 +413,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, allo
         # ------------------------------------------------------------ Train loop
         start_step = step = int(state["step"])
         progress = tqdm.tqdm(
-            total=config.num_steps, initial=start_step, desc="train", unit="step", disable=not is_chief, smoothing=0.1
+            total=config.num_steps, initial=start_step, desc="train", unit="step",
+            disable=not (is_chief and show_progress), smoothing=0.1
         )
         pending: list[dict] = []  # device-side health of steps not yet logged (no per-step host sync)
         timer_start, timer_steps = None, 0

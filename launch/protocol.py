@@ -45,7 +45,8 @@ _CHECKPOINTS = cli.define_checkpoints_flag(
     [], "Models trained outside the protocol, also scored on every test collection: released "
     f"models ({released.names_for_help()}) or workdirs. They may have seen some collections: say which in "
     "the report. A run folder with commas in its name (arg=bickley,seed=0) stays whole.")
-_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while scoring.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars while training (in this process) and scoring; "
+                               "--noprogress keeps a background run's log to its lines.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -80,7 +81,7 @@ def main(argv):
         elif _PARALLEL.value > 0:
             failed = sweep_runs.train_in_subprocesses(plan, experiment, _PARALLEL.value, on_done=on_done)
         else:
-            failed = sweep_runs.train_in_process(plan, experiment, on_done=on_done)
+            failed = sweep_runs.train_in_process(plan, experiment, on_done=on_done, progress=_PROGRESS.value)
         if failed:
             print(f"failed runs (rerun to retry): {', '.join(failed)}", flush=True)
     paths = protocol.write_report(experiment)

@@ -226,7 +226,8 @@ def test_each_run_is_handed_on_as_soon_as_it_is_done(tmp_path, monkeypatch):
     plan = experiment.runs[:3]
     events = []
 
-    def fake_train(config, workdir):
+    def fake_train(config, workdir, progress=True):
+        assert progress is False   # the caller's --noprogress reaches the training bar
         if len(events) == 2 * 2:  # two runs trained and handed on: the third breaks
             raise RuntimeError("disk gone")
         pathlib.Path(workdir).mkdir(parents=True)
@@ -239,7 +240,7 @@ def test_each_run_is_handed_on_as_soon_as_it_is_done(tmp_path, monkeypatch):
         events.append(("done", workdir.name))
 
     monkeypatch.setattr(train, "train_and_evaluate", fake_train)
-    failed = sweep_runs.train_in_process(plan, experiment, on_done=on_done)
+    failed = sweep_runs.train_in_process(plan, experiment, on_done=on_done, progress=False)
     names = [sweep.run_name(r) for r in plan]
     assert events == [("train", names[0]), ("done", names[0]), ("train", names[1]), ("done", names[1])]
     assert failed == [names[2]]
