@@ -217,10 +217,11 @@ def report(out: pathlib.Path) -> tuple[dict, str, list[str]]:
     return result, "\n".join(lines) + "\n", failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m binjax.device_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m binjax.device_check` (launch/device_check.sh runs it)."""
+    command_line = argparse.ArgumentParser(prog="python -m binjax.device_check", description=__doc__,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = command_line.add_subparsers(dest="command", required=True)
     env = commands.add_parser("environment", help="write versions and devices as JSON")
     env.add_argument("json_out")
     inf = commands.add_parser("inference", help="inference MP/s at doubling tile batches, as JSON")
@@ -233,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("--seconds", type=float, default=100, help="time budget of the search")
     rep = commands.add_parser("report", help="gather OUT into device_check.json and .md")
     rep.add_argument("out")
-    args = parser.parse_args(argv)
+    return command_line
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     if args.command == "environment":
         result = environment()

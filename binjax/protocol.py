@@ -33,8 +33,8 @@ HIGHER_IS_BETTER = {"fm": True, "pfm": True, "psnr": True, "drd": False}
 _PAGES_CSV = "pages.csv"
 _PAGE_COLUMNS = ("binarizer", "run", "seed", "collection", "page", *MEASURES)
 # The protocol's own inference settings, fixed so that runs scored in different sessions stay
-# comparable when a library default moves (the default overlap went from 0.5 to 0.25, later 0.125, after the
-# first seed was scored); everything else is the library's default.
+# comparable when a library default moves (the default overlap went from 0.5 to 0.25 after the
+# first seed was scored, then to 0.125); everything else is the library's default.
 SCORING = dict(overlap=0.5)
 
 
