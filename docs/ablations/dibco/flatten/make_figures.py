@@ -1,6 +1,6 @@
 """The flatten study's two pictures (run from the repository root with binjax installed).
 
-page_x1_x2.png: scikit-image's data.page() at x1 (top) and x2 (bottom, shown at half size): the
+page_x1_x2.png: scikit-image's data.page() at x1 (top) and x2 (bottom, shown at x1): the
 page, Sauvola, collections_lite as trained (stretched pages), collections_lite --contrast=flatten.
 msi2015_H25.png: MSI 2015's H25 stretched, flattened, the stretch-arm seed-0 fold model's output on
 each, and the ground truth.
@@ -8,12 +8,12 @@ each, and the ground truth.
   python docs/ablations/dibco/flatten/make_figures.py /work/protocol/baseline
 """
 
+import importlib.util
 import pathlib
 import sys
 
 import numpy as np
 from PIL import Image
-from skimage import data
 
 from binjax import binarizers, contrast, imageio
 
@@ -26,21 +26,13 @@ def _ink_white(ink: np.ndarray) -> np.ndarray:
 
 
 def page_figure() -> None:
-    page = data.page()
-    models = [binarizers.make_binarizers(methods=["sauvola"])["sauvola"],
-              *binarizers.make_binarizers(["collections_lite"]).values(),
-              *binarizers.make_binarizers(["collections_lite"], contrast="flatten").values()]
-    rows = []
-    for scale in (1, 2):
-        p = page if scale == 1 else np.asarray(
-            Image.fromarray(page).resize((page.shape[1] * 2, page.shape[0] * 2), Image.BICUBIC))
-        panels = [p] + [_ink_white(m(p[..., None])) for m in models]
-        gap = np.full((p.shape[0], 4 * scale), 128, np.uint8)
-        row = np.concatenate([x for panel in panels for x in (panel, gap)][:-1], 1)
-        if scale == 2:
-            row = np.asarray(Image.fromarray(row).resize((row.shape[1] // 2, row.shape[0] // 2), Image.LANCZOS))
-        rows += [row, np.full((4, row.shape[1]), 128, np.uint8)]
-    Image.fromarray(np.concatenate(rows[:-1], 0)).save(HERE / "page_x1_x2.png", optimize=True)
+    spec = importlib.util.spec_from_file_location("make_page_figure", HERE.parents[2] / "models" / "make_page_figure.py")
+    page_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(page_figures)
+    page_figures.draw([binarizers.make_binarizers(methods=["sauvola"])["sauvola"],
+                       *binarizers.make_binarizers(["collections_lite"]).values(),
+                       *binarizers.make_binarizers(["collections_lite"], contrast="flatten").values()],
+                      HERE / "page_x1_x2.png")
 
 
 def msi_figure(protocol_root: pathlib.Path) -> None:

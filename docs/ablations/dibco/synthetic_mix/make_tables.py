@@ -3,13 +3,19 @@
 Reads the protocol's per-run scores of the chosen recipe (stretched pages, contrast.py's arm) and
 the classic methods' from <protocol_root>, the synthetic arm's from <synthetic_root>
 (arg=*/protocol/pages.csv in each), and writes tables.md beside this file (also printed), through
-the fast-model study's table (docs/ablations/dibco/lite_speed/make_tables.py). Needs only Python.
+the fast-model study's table (docs/ablations/dibco/lite_speed/make_tables.py). With a third root,
+also the synthetic arm's fold models flattened at inference (launch.evaluate --contrast=flatten
+--overlap=0.5: <flatten_root>/seed<N>_flatten/<collection>/model/per_image.csv) beside the same
+models as trained, on the pages the protocol scores. Needs only Python.
 
-  python docs/ablations/dibco/synthetic_mix/make_tables.py docs/ablations/dibco/protocol_baseline /work/protocol/synthetic_stretch
+  python docs/ablations/dibco/synthetic_mix/make_tables.py docs/ablations/dibco/protocol_baseline \
+      docs/ablations/dibco/synthetic_mix/runs docs/ablations/dibco/synthetic_mix/flatten_at_inference
 """
 
+import csv
 import importlib.util
 import pathlib
+import statistics
 import sys
 
 HERE = pathlib.Path(__file__).parent
@@ -22,10 +28,33 @@ _spec.loader.exec_module(lite_speed_tables)
 ARMS = {"binjax data.contrast=stretch": "stretch recipe",
         "binjax data.mix.synthetic_fraction=0.25": "synthetic 0.25",
         "binjax data.mix.synthetic_fraction=0.5": "synthetic 0.5"}
+SYNTHETIC = "binjax data.mix.synthetic_fraction=0.5"
+
+
+def flatten_table(synthetic_root: pathlib.Path, flatten_root: pathlib.Path) -> str:
+    """The synthetic arm's fold models as trained (the protocol's scores) and flattened at inference."""
+    lines = ["The synthetic arm's fold models (fraction 0.5) as trained and with `--contrast=flatten` at "
+             "inference (FM %, the protocol's pages, overlap 0.5).", "",
+             "| collection, seed | as trained | flattened | change |", "|---|---:|---:|---:|"]
+    for path in sorted(flatten_root.glob("seed*_flatten/*/model/per_image.csv")):
+        seed, collection = int(path.parts[-4][4:].split("_")[0]), path.parts[-3]
+        with path.open() as f:
+            flat = {r["page"]: float(r["fm"]) for r in csv.DictReader(f)}
+        trained = {}
+        for run in synthetic_root.glob(f"arg=*,seed={seed}/protocol/pages.csv"):
+            with run.open() as f:
+                trained.update({r["page"]: float(r["fm"]) for r in csv.DictReader(f)
+                                if r["binarizer"] == SYNTHETIC and r["collection"] == collection})
+        pages = [p for p in trained if p in flat]
+        a, b = statistics.fmean(trained[p] for p in pages), statistics.fmean(flat[p] for p in pages)
+        lines.append(f"| {collection}, {seed} | {a:.2f} | {b:.2f} | {b - a:+.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     protocol_root, synthetic_root = map(pathlib.Path, sys.argv[1:3])
     text = lite_speed_tables.tables(protocol_root, ARMS, synthetic_root)
+    if len(sys.argv) > 3:
+        text += "\n" + flatten_table(synthetic_root, pathlib.Path(sys.argv[3]))
     (HERE / "tables.md").write_text(text)
     print(text)
