@@ -103,18 +103,25 @@ def test_the_release_config_trains_on_every_collection_but_the_validation_one():
         assert sorted(train + val) == sorted(cross_collection.ALL_COLLECTIONS) and val == [cross_collection.VALIDATION]
         assert test == [] and config.data.contrast == "stretch" and config.model.name == "lite"
         config_checks.check_config(config)
+        # Half synthetic pages, as the protocol's synthetic arm, colours from every training collection.
+        assert config.data.source == "mix" and config.data.mix.synthetic_fraction == 0.5
+        clutter = config.data.synthetic.clutter
+        assert clutter.colour_collections == config.data.collections.train and clutter.scan_border > 0
+        real = collections_lite.real_pages_config(arg)
+        assert real.data.source == "collections" and real.data.collections == config.data.collections
     assert collections_lite.get_config().num_steps == cross_collection.NUM_STEPS
     with pytest.raises(ValueError, match="collections_lite"):
         collections_lite.get_config("bickley")
 
 
-def test_the_fast_release_config_is_the_default_release_with_the_measured_fast_overrides():
+def test_the_fast_release_config_is_the_real_pages_release_with_the_measured_fast_overrides():
     from binjax import config_checks
     from configs import collections_fast, collections_lite
     from configs.ablations import lite_speed
 
     for arg in (None, "smoke"):
-        fast, lite = collections_fast.get_config(arg), collections_lite.get_config(arg)
+        # collections_fast's weights were trained on real pages only, before the synthetic ones.
+        fast, lite = collections_fast.get_config(arg), collections_lite.real_pages_config(arg)
         for key, value in lite_speed.FAST.items():
             section, field = key.split(".")
             assert fast[section][field] == value != lite[section][field]

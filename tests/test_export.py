@@ -97,3 +97,22 @@ def test_every_shipped_model_loads_and_beats_otsu_on_an_unseen_dibco_page(name, 
     fm_model, _, _ = metrics.fmeasure(model(page), gt)
     fm_otsu, _, _ = metrics.fmeasure(otsu(page), gt)
     assert fm_model > fm_otsu + 2.0, (fm_model, fm_otsu)
+
+
+def test_the_default_cards_cross_collection_figures_are_the_committed_protocol_runs():
+    """The card's promise on unseen archives is recomputed from the fold models' committed scores."""
+    import importlib.util  # noqa: PLC0415
+    import pathlib  # noqa: PLC0415
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("card_cross_collection", root / "docs/models/card_cross_collection.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    card = export.read_card(released.RELEASED_DIR / "collections_lite")
+    section = card["cross_collection"]
+    # The classic methods' scores live with the protocol's first runs, the recipe's with its study.
+    roots = [root / "docs/ablations/dibco/protocol_baseline", root / "docs/ablations/dibco/synthetic_mix/runs"]
+    assert script.section("binjax data.mix.synthetic_fraction=0.5", roots, section["what"]) == section
+    assert len(section["collections"]) == 12
+    with pytest.raises(SystemExit, match="no protocol scores"):
+        script.section("binjax no such recipe", roots, "")

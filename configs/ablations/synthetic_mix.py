@@ -48,6 +48,17 @@ PRETRAIN_ROOT = os.path.join("~", "binjax", "synthetic_pretrain")  # where 'pret
 STAGES = ("pretrain", "finetune")
 
 
+def add_synthetic_pages(config, fraction: float):
+    """config's real training collections mixed with cluttered synthetic pages, `fraction` of the
+    pages, their paper and ink colours measured on those training collections only. The arm's
+    runs and the default model's release (configs/collections_lite.py) share it."""
+    data = config.data
+    data.synthetic.clutter.update(CLUTTER, colour_collections=data.collections.train)
+    data.source = "mix"
+    data.mix.update(real="collections", synthetic_fraction=fraction)
+    return config
+
+
 def get_config(arg: str | None = None):
     parts = [p for p in (arg or "").split(",") if p]
     stage = [p for p in parts if p in STAGES]
@@ -56,14 +67,12 @@ def get_config(arg: str | None = None):
     config = cross_collection.get_config(",".join(p for p in parts if p not in STAGES) or None)
     # The arm adds synthetic pages to the recipe the protocol chose, not to the one it replaced.
     config = sweep.apply_overrides(config, contrast.STRETCH)
-    data = config.data
-    data.synthetic.clutter.update(CLUTTER, colour_collections=data.collections.train)
     if stage != ["finetune"]:
         # 'pretrain' trains on synthetic pages only but, like every arm, selects its checkpoint
         # on the fold's real validation collection.
-        data.source = "mix"
-        data.mix.update(real="collections", synthetic_fraction=1.0 if stage else FRACTIONS[-1])
+        add_synthetic_pages(config, 1.0 if stage else FRACTIONS[-1])
     else:   # the protocol's real collections, from the fold's seed-0 'pretrain' weights
+        config.data.synthetic.clutter.update(CLUTTER, colour_collections=config.data.collections.train)
         fold = next((p for p in parts if p in cross_collection.FOLDS), cross_collection.DEFAULT_FOLD)
         config.init_from = os.path.join(os.path.expanduser(PRETRAIN_ROOT),
                                         sweep.run_name({sweep.ARG: fold, sweep.SEED: 0}))
