@@ -57,7 +57,7 @@ def tables(protocol_root: pathlib.Path, arms: dict[str, str] = ARMS, *more_roots
     # The protocol's own figures, for the columns that scored every collection.
     complete = [c for c in columns if all((n, c) in scores for n in names)]
     if complete and len(shared) < len(names):
-        means = {c: {n: statistics.fmean(scores[(n, c)]) for n in names} for c in columns if c in complete}
+        means = {c: {n: statistics.fmean(scores[(n, c)]) for n in names} for c in complete}
         lines.append("| **mean of all collections** | " + " | ".join(
             f"{statistics.fmean(means[c].values()):.2f}" if c in means else "–" for c in columns) + " |")
         lines.append("| **worst of all collections** | " + " | ".join(

@@ -26,13 +26,12 @@ MSI_RUNS = ("arg=msi2015,data.contrast=stretch,seed=0", "arg=msi2015,data.mix.sy
 
 def compare_figure(recipe_root: str, synthetic_root: str, collection: str, page: str) -> None:
     """<collection>_<page>.png: the input, the ground truth, the two arms' seed-0 fold models."""
-    fold, folder = (("dibco_icdar" if collection[5:] in ("2009", "2011", "2013") else "dibco_icfhr"),
-                    SHARED / "dibco" / collection[5:]) if collection.startswith("dibco") else \
-        (collection, SHARED / "extra" / collection)
+    from false_ink import FOLD_OF, ground_truth  # noqa: PLC0415  (beside this file: the same folds and truth)
+
+    fold = FOLD_OF[collection]
+    folder = SHARED / "dibco" / collection[5:] if collection.startswith("dibco") else SHARED / "extra" / collection
     grey = np.asarray(Image.open(next(folder.glob(f"{page}_in.*"))).convert("L"))
-    truth = np.asarray(Image.open(next(folder.glob(f"{page}_gt.*"))).convert("L"))
-    # Bickley keeps the input's grey on ink pixels (every value below 255 is ink); the others are {0, 255}.
-    truth = np.where(truth < (255 if collection == "bickley" else 128), 0, 255).astype(np.uint8)
+    truth = np.where(ground_truth(collection, page), 0, 255).astype(np.uint8)
     runs = (f"arg={fold},data.contrast=stretch,seed=0", f"arg={fold},data.mix.synthetic_fraction=0.5,seed=0")
     outputs = [np.asarray(Image.open(pathlib.Path(root) / run / "protocol" / "model" / "binary" /
                                      f"{collection}_{page}.png").convert("L"))
