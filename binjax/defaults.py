@@ -25,7 +25,8 @@ def data_config() -> ml_collections.ConfigDict:
     # page gets it. All 0 is the plain generator, so the quickstart and data/samples stay as
     # they were; configs/ablations/synthetic_mix.py turns them on.
     cfg.synthetic.clutter = ml_collections.ConfigDict(
-        {**{kind: 0.0 for kind in clutter.KINDS}, "colour_collections": ""})
+        {**{kind: 0.0 for kind in clutter.KINDS}, "colour_collections": "",
+         "faintest_ink": clutter.Clutter.faintest_ink})
     # source='mix': pages of the `real` source ('folder' | 'tfds' | 'collections', configured in
     # its own section) and synthetic pages (the section above) in one training source, a
     # `synthetic_fraction` of its pages synthetic. Validation reads the real source only.

@@ -91,6 +91,24 @@ def test_real_colours_come_from_the_measured_table():
         Clutter(colour_collections="dibco2099")
 
 
+def test_faintest_ink_bounds_the_measured_inks_and_its_default_keeps_msi2015s_faint_ink():
+    def lightest_ink(faintest, collection="msi2015"):
+        ratios = []
+        for seed in range(40):
+            page = Clutter(real_colours=1.0, colour_collections=collection,
+                           **({} if faintest is None else {"faintest_ink": faintest})).for_page(seed, H, W, 3)
+            paper, ink1, ink2 = page.colours(None, None, None)
+            ratios += [ink1 / paper, ink2 / paper]
+        return np.max(ratios)
+    # msi2015's ink is nearly paper-coloured (real_colours.json, ink/paper luma median 0.88).
+    assert lightest_ink(None) > 0.85
+    assert lightest_ink(0.6) <= 0.6 + 1e-9
+    # The bound only lowers light inks: a collection whose inks are all darker draws alike.
+    assert lightest_ink(0.92, "nabuco") == lightest_ink(0.8, "nabuco")
+    with pytest.raises(ValueError, match=r"faintest_ink=1.2: must be a fraction of the paper in \(0, 1\)"):
+        Clutter(faintest_ink=1.2)
+
+
 def test_bad_clutter_and_mix_settings_fail_in_one_line_naming_the_key():
     config = defaults.base_config()
     config.data.synthetic.clutter.stamp = 1.5
@@ -172,8 +190,11 @@ def test_synthetic_mix_arms():
     finetune = synthetic_mix.get_config("msi2015,finetune")
     assert finetune.data.source == "collections" and finetune.init_from.endswith("arg=msi2015,seed=0")
     assert pretrain.data.contrast == finetune.data.contrast == "stretch"
-    fractions = {r["data.mix.synthetic_fraction"] for r in synthetic_mix.get_sweep(None)}
-    assert fractions == {0.0, 0.25, 0.5}
+    runs = synthetic_mix.get_sweep(None)
+    assert {r["data.mix.synthetic_fraction"] for r in runs} == {0.0, 0.25, 0.5}
+    faint_out = [r for r in runs if "data.synthetic.clutter.faintest_ink" in r]
+    assert len(faint_out) == 2 * len(synthetic_mix.cross_collection.FOLDS)   # every fold, two seeds
+    assert {(r["data.mix.synthetic_fraction"], r["data.synthetic.clutter.faintest_ink"]) for r in faint_out} == {(0.5, 0.6)}
 
 
 def _script(name: str):

@@ -63,6 +63,12 @@ class Clutter:
     # The collections real_colours draws from, comma-separated ('' = all): a protocol fold
     # names its training collections so that no test collection lends its colours.
     colour_collections: str = ""
+    # The lightest ink real_colours may draw, as a fraction of its paper (per channel). At 0.92
+    # msi2015's nearly paper-coloured ink is kept; 0.6 is the plain generator's own bound
+    # (synthetic._random_colours), for the arm that asks whether faint ink marked as ink teaches
+    # a model to keep the faint marks DIBCO's ground truth leaves out (configs/ablations/
+    # synthetic_mix.py, FAINTEST_INK).
+    faintest_ink: float = 0.92
 
     def __post_init__(self):
         names = [n.strip() for n in self.colour_collections.split(",") if n.strip()]
@@ -74,6 +80,9 @@ class Clutter:
             p = getattr(self, kind)
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
                 raise ValueError(f"{kind}={p!r}: must be a probability in [0, 1]")
+        f = self.faintest_ink
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
+            raise ValueError(f"faintest_ink={f!r}: must be a fraction of the paper in (0, 1)")
 
     @classmethod
     def from_config(cls, cfg) -> Clutter | None:
@@ -81,7 +90,7 @@ class Clutter:
         if cfg is None:
             return None
         values = dict(cfg)
-        unknown = set(values) - set(KINDS) - {"colour_collections"}
+        unknown = set(values) - set(KINDS) - {"colour_collections", "faintest_ink"}
         if unknown:
             raise ValueError(f"unknown kinds {sorted(unknown)}; known: {list(KINDS)}")
         clutter = cls(**values)
@@ -95,7 +104,8 @@ class Clutter:
         if not chosen:
             return None
         names = [n.strip() for n in self.colour_collections.split(",") if n.strip()]
-        return PageClutter(rng, chosen, height, width, channels, tuple(names) or tuple(real_colours()))
+        return PageClutter(rng, chosen, height, width, channels, tuple(names) or tuple(real_colours()),
+                           self.faintest_ink)
 
 
 @functools.cache
@@ -121,8 +131,8 @@ class PageClutter:
     """One page's clutter: the kinds drawn for it and its own random stream."""
 
     def __init__(self, rng: np.random.Generator, kinds: set[str], height: int, width: int,
-                 channels: int, colour_collections: tuple[str, ...] = ()):
-        self.rng, self.kinds = rng, kinds
+                 channels: int, colour_collections: tuple[str, ...] = (), faintest_ink: float = 0.92):
+        self.rng, self.kinds, self.faintest_ink = rng, kinds, faintest_ink
         self.colour_collections = colour_collections or tuple(real_colours())
         self.h, self.w, self.channels = height, width, channels
 
@@ -139,9 +149,10 @@ class PageClutter:
         pages = real_colours()[names[int(rng.integers(len(names)))]]   # collections weigh alike
         paper, ink = pages[int(rng.integers(len(pages)))]
         paper = np.clip(paper * rng.uniform(0.95, 1.05) + rng.normal(0, 0.01, 3), 0.05, 1.0)
-        # Keep the ink darker than the paper, if only just: msi2015's is nearly paper-coloured.
+        # Keep the ink darker than the paper, by default if only just: msi2015's is nearly
+        # paper-coloured.
         inks = [np.minimum(np.clip(ink * rng.uniform(0.85, 1.15) + rng.normal(0, 0.015, 3), 0, 1),
-                           0.92 * paper) for _ in range(2)]
+                           self.faintest_ink * paper) for _ in range(2)]
         return paper, inks[0], inks[1]
 
     def under_ink(self, page: np.ndarray, paper: np.ndarray, ink: np.ndarray) -> None:
