@@ -195,6 +195,9 @@ def test_synthetic_mix_arms():
     faint_out = [r for r in runs if "data.synthetic.clutter.faintest_ink" in r]
     assert len(faint_out) == 2 * len(synthetic_mix.cross_collection.FOLDS)   # every fold, two seeds
     assert {(r["data.mix.synthetic_fraction"], r["data.synthetic.clutter.faintest_ink"]) for r in faint_out} == {(0.5, 0.6)}
+    longer = [r for r in runs if "num_steps" in r]   # the recipe's real patches, half of them synthetic
+    assert len(longer) == len(faint_out) and {(r["data.mix.synthetic_fraction"], r["num_steps"]) for r in longer} == {
+        (0.5, 2 * synthetic_mix.get_config("msi2015").num_steps)}
 
 
 def _script(name: str):

@@ -18,7 +18,7 @@ is wrapped in sources.ContrastPages), so the model sees every page as it will at
                      (config.init_from = PRETRAIN_ROOT/arg=<fold>,seed=0, so both fine-tuning
                      seeds start alike); needs 'pretrain' run there first
 
-Seeds 0 and 1; 7 folds, so the mix sweep is 56 runs (~19 h on 2 idle CPU cores, ~20 min a run;
+Seeds 0 and 1; 7 folds, so the mix sweep is 70 runs (~28 h on 2 idle CPU cores, ~20 min a run, 40 at twice the steps;
 `--only` picks folds) and the others 14 each. Paper and ink colours come from the fold's training collections only, so
 no test collection lends its colours.
 
@@ -41,6 +41,7 @@ from configs.ablations import contrast
 
 FRACTIONS = (0.0, 0.25, 0.5)
 FAINTEST_INK = 0.6  # the plain generator's own bound on its inks (synthetic._random_colours)
+REAL_EXPOSURE_STEPS = 2 * cross_collection.NUM_STEPS  # half the patches real: the recipe's real patches
 SEEDS = (0, 1)
 # Every kind on a fair share of the pages; a page mostly gets two or three kinds at once.
 CLUTTER = dict(bleed_through=0.5, scan_border=0.3, gutter=0.2, ruled=0.25, frame=0.15,
@@ -88,4 +89,6 @@ def get_sweep(arg: str | None = None):
     mixes = [{**fold, "data.mix.synthetic_fraction": f} for fold in folds for f in FRACTIONS]
     faint_ink_out = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1],
                       "data.synthetic.clutter.faintest_ink": FAINTEST_INK} for fold in folds]
-    return sweep.with_seeds(mixes + faint_ink_out, SEEDS)
+    real_exposure = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1], "num_steps": REAL_EXPOSURE_STEPS}
+                     for fold in folds]
+    return sweep.with_seeds(mixes + faint_ink_out + real_exposure, SEEDS)

@@ -39,7 +39,10 @@ def tables(protocol_root: pathlib.Path, arms: dict[str, str] = ARMS, *more_roots
                 else:
                     continue
                 scores[(r["collection"], column)].append(float(r["fm"]))
-    columns = sorted({c for _, c in scores if c not in METHODS}) + list(METHODS)
+    # Arms in the order given, each seed after seed; then the classic methods.
+    rank = {label: i for i, label in enumerate(arms.values())}
+    columns = sorted({c for _, c in scores if c not in METHODS},
+                     key=lambda c: (rank[c.rsplit(", seed ", 1)[0]], c)) + list(METHODS)
     names = [c for c in ORDER if any(k[0] == c for k in scores)]
     lines = ["FM % per collection (mean over its pages), each collection scored by fold models that never "
              "trained on it; – : not run.", "",
@@ -53,7 +56,8 @@ def tables(protocol_root: pathlib.Path, arms: dict[str, str] = ARMS, *more_roots
     for c in columns:
         means = {n: statistics.fmean(scores[(n, c)]) for n in shared}
         worst.append("{:.2f} ({})".format(*min((v, n) for n, v in means.items())) if means else "–")
-    lines.append(f"| **worst of {', '.join(shared) or 'none'}** | " + " | ".join(worst) + " |")
+    if shared:
+        lines.append(f"| **worst of {', '.join(shared)}** | " + " | ".join(worst) + " |")
     # The protocol's own figures, for the columns that scored every collection.
     complete = [c for c in columns if all((n, c) in scores for n in names)]
     if complete and len(shared) < len(names):

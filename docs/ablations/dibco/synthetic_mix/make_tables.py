@@ -27,7 +27,9 @@ _spec.loader.exec_module(lite_speed_tables)
 # config itself, so its runs are named by the synthetic fraction alone.
 ARMS = {"binjax data.contrast=stretch": "stretch recipe",
         "binjax data.mix.synthetic_fraction=0.25": "synthetic 0.25",
-        "binjax data.mix.synthetic_fraction=0.5": "synthetic 0.5"}
+        "binjax data.mix.synthetic_fraction=0.5": "synthetic 0.5",
+        "binjax data.mix.synthetic_fraction=0.5,data.synthetic.clutter.faintest_ink=0.6": "0.5, no faint ink",
+        "binjax data.mix.synthetic_fraction=0.5,num_steps=4000": "0.5, 4000 steps"}
 SYNTHETIC = "binjax data.mix.synthetic_fraction=0.5"
 
 
