@@ -2,8 +2,9 @@
 
 data.page() at x1 (top) and x2 (bottom, shown at x1), where the page darkens
 towards its margin (paper grey 98 there, 190 on the right): the page, Sauvola, dibco_lite,
-collections_lite (the default model) and collections_lite with --contrast=flatten (each channel
-divided by the page's own paper first). Judged by eye: which
+collections_lite (the default model), collections_lite with --contrast=flatten (each channel
+divided by the page's own paper first) and with --rescale=auto (the page resized to the training's
+stroke width: x1.98 at x1, left alone at x2). Judged by eye: which
 letters of the margin each keeps. Run from the repository root with binjax installed:
 
   python docs/models/make_page_figure.py
@@ -40,7 +41,8 @@ def draw(models, path: pathlib.Path, left_half: bool = False) -> None:
 def main() -> None:
     draw([binarizers.make_binarizers(methods=["sauvola"])["sauvola"],
           binarizers.ModelBinarizer("dibco_lite"), binarizers.ModelBinarizer("collections_lite"),
-          binarizers.ModelBinarizer("collections_lite", contrast="flatten")], HERE / "page_x1_x2.png")
+          binarizers.ModelBinarizer("collections_lite", contrast="flatten"),
+          binarizers.ModelBinarizer("collections_lite", rescale="auto")], HERE / "page_x1_x2.png")
 
 
 if __name__ == "__main__":
