@@ -190,6 +190,10 @@ def test_synthetic_mix_arms():
     finetune = synthetic_mix.get_config("msi2015,finetune")
     assert finetune.data.source == "collections" and finetune.init_from.endswith("arg=msi2015,seed=0")
     assert pretrain.data.contrast == finetune.data.contrast == "stretch"
+    polish = synthetic_mix.get_config("msi2015,polish")   # real pages, briefly, from the mix run's weights
+    assert polish.data.source == "collections" and polish.num_steps == synthetic_mix.POLISH_STEPS
+    assert polish.init_from.endswith("arg=msi2015,data.mix.synthetic_fraction=0.5,seed=0")
+    assert polish.optimizer.learning_rate == mix.optimizer.learning_rate / 4 and polish.data.contrast == "stretch"
     runs = synthetic_mix.get_sweep(None)
     assert {r["data.mix.synthetic_fraction"] for r in runs} == {0.0, 0.25, 0.5}
     faint_out = [r for r in runs if "data.synthetic.clutter.faintest_ink" in r]

@@ -17,6 +17,10 @@ is wrapped in sources.ContrastPages), so the model sees every page as it will at
   'finetune'         each fold's real collections, from the weights of its seed-0 'pretrain' run
                      (config.init_from = PRETRAIN_ROOT/arg=<fold>,seed=0, so both fine-tuning
                      seeds start alike); needs 'pretrain' run there first
+  'polish'           each fold's real collections for POLISH_STEPS at a quarter of the learning
+                     rate, from the weights of its seed-0 mix run at fraction 0.5 (MIX_ROOT): do a
+                     few real-page steps at the end take back what the synthetic pages cost the
+                     DIBCO years, and keep what they won?
 
 Seeds 0 and 1; 7 folds, so the mix sweep is 70 runs (~28 h on 2 idle CPU cores, ~20 min a run, 40 at twice the steps;
 `--only` picks folds) and the others 14 each. Paper and ink colours come from the fold's training collections only, so
@@ -47,7 +51,9 @@ SEEDS = (0, 1)
 CLUTTER = dict(bleed_through=0.5, scan_border=0.3, gutter=0.2, ruled=0.25, frame=0.15,
                ring_stain=0.25, stamp=0.2, real_colours=0.7)
 PRETRAIN_ROOT = os.path.join("~", "binjax", "synthetic_pretrain")  # where 'pretrain' was run
-STAGES = ("pretrain", "finetune")
+MIX_ROOT = os.path.join("~", "binjax", "synthetic_mix")  # where the mix sweep was run ('polish' starts there)
+POLISH_STEPS = 500
+STAGES = ("pretrain", "finetune", "polish")
 
 
 def add_synthetic_pages(config, fraction: float):
@@ -69,13 +75,20 @@ def get_config(arg: str | None = None):
     config = cross_collection.get_config(",".join(p for p in parts if p not in STAGES) or None)
     # The arm adds synthetic pages to the recipe the protocol chose, not to the one it replaced.
     config = sweep.apply_overrides(config, contrast.STRETCH)
-    if stage != ["finetune"]:
+    fold = next((p for p in parts if p in cross_collection.FOLDS), cross_collection.DEFAULT_FOLD)
+    if stage == ["polish"]:   # the seed-0 mix run's weights, a short fine-tune on the real collections
+        config.data.synthetic.clutter.update(CLUTTER, colour_collections=config.data.collections.train)
+        config.num_steps = min(config.num_steps, POLISH_STEPS)   # ',smoke' stays tiny
+        config.eval_every = min(config.eval_every, 100)
+        config.optimizer.update(learning_rate=config.optimizer.learning_rate / 4, warmup_steps=50)
+        config.init_from = os.path.join(os.path.expanduser(MIX_ROOT), sweep.run_name(
+            {sweep.ARG: fold, "data.mix.synthetic_fraction": FRACTIONS[-1], sweep.SEED: 0}))
+    elif stage != ["finetune"]:
         # 'pretrain' trains on synthetic pages only but, like every arm, selects its checkpoint
         # on the fold's real validation collection.
         add_synthetic_pages(config, 1.0 if stage else FRACTIONS[-1])
     else:   # the protocol's real collections, from the fold's seed-0 'pretrain' weights
         config.data.synthetic.clutter.update(CLUTTER, colour_collections=config.data.collections.train)
-        fold = next((p for p in parts if p in cross_collection.FOLDS), cross_collection.DEFAULT_FOLD)
         config.init_from = os.path.join(os.path.expanduser(PRETRAIN_ROOT),
                                         sweep.run_name({sweep.ARG: fold, sweep.SEED: 0}))
     return config
