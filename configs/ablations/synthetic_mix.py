@@ -45,7 +45,6 @@ from configs.ablations import contrast
 
 FRACTIONS = (0.0, 0.25, 0.5)
 FAINTEST_INK = 0.6  # the plain generator's own bound on its inks (synthetic._random_colours)
-REAL_EXPOSURE_STEPS = 2 * cross_collection.NUM_STEPS  # half the patches real: the recipe's real patches
 SEEDS = (0, 1)
 # Every kind on a fair share of the pages; a page mostly gets two or three kinds at once.
 CLUTTER = dict(bleed_through=0.5, scan_border=0.3, gutter=0.2, ruled=0.25, frame=0.15,
@@ -102,6 +101,7 @@ def get_sweep(arg: str | None = None):
     mixes = [{**fold, "data.mix.synthetic_fraction": f} for fold in folds for f in FRACTIONS]
     faint_ink_out = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1],
                       "data.synthetic.clutter.faintest_ink": FAINTEST_INK} for fold in folds]
-    real_exposure = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1], "num_steps": REAL_EXPOSURE_STEPS}
-                     for fold in folds]
+    # Twice the config's own steps: 4000 for the protocol, a tiny run for ',smoke'.
+    steps = 2 * get_config(arg).num_steps
+    real_exposure = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1], "num_steps": steps} for fold in folds]
     return sweep.with_seeds(mixes + faint_ink_out + real_exposure, SEEDS)
