@@ -6,10 +6,12 @@ the classic methods' from <protocol_root>, the synthetic arm's from <synthetic_r
 the fast-model study's table (docs/ablations/dibco/lite_speed/make_tables.py). With a third root,
 also the synthetic arm's fold models flattened at inference (launch.evaluate --contrast=flatten
 --overlap=0.5: <flatten_root>/seed<N>_flatten/<collection>/model/per_image.csv) beside the same
-models as trained, on the pages the protocol scores. Needs only Python.
+models as trained, on the pages the protocol scores. With a fourth, the 'polish' stage's runs (synthetic_mix.py:polish,
+<polish_root>/arg=<fold>,seed=<s>) beside the mix runs they start from. Needs only Python.
 
   python docs/ablations/dibco/synthetic_mix/make_tables.py docs/ablations/dibco/protocol_baseline \
-      docs/ablations/dibco/synthetic_mix/runs docs/ablations/dibco/synthetic_mix/flatten_at_inference
+      docs/ablations/dibco/synthetic_mix/runs docs/ablations/dibco/synthetic_mix/flatten_at_inference \
+      docs/ablations/dibco/synthetic_mix/polish_runs
 """
 
 import csv
@@ -53,10 +55,42 @@ def flatten_table(synthetic_root: pathlib.Path, flatten_root: pathlib.Path) -> s
     return "\n".join(lines) + "\n"
 
 
+def _collection_means(root: pathlib.Path, pattern: str, binarizer: str) -> dict:
+    """{(collection, seed): mean page FM} of one arm's runs under root."""
+    pages = {}
+    for path in root.glob(pattern):
+        with path.open() as f:
+            for r in csv.DictReader(f):
+                if r["binarizer"] == binarizer:
+                    pages.setdefault((r["collection"], int(r["seed"])), []).append(float(r["fm"]))
+    return {k: statistics.fmean(v) for k, v in pages.items()}
+
+
+def polish_table(protocol_root: pathlib.Path, synthetic_root: pathlib.Path, polish_root: pathlib.Path) -> str:
+    """The 'polish' stage (synthetic_mix.py:polish, its own protocol root, runs named arg=<fold>,seed=<s>)
+    beside the mix run it starts from and the stretch recipe."""
+    polished = _collection_means(polish_root, "arg=*/protocol/pages.csv", "binjax")
+    mix = _collection_means(synthetic_root, "arg=*/protocol/pages.csv", SYNTHETIC)
+    recipe = _collection_means(protocol_root, "arg=*/protocol/pages.csv", "binjax data.contrast=stretch")
+    lines = ["The 'polish' stage: 500 real-page steps at a quarter of the learning rate from the seed-0 mix "
+             "run (fraction 0.5), FM %.", "",
+             "| collection, seed | stretch recipe | synthetic 0.5 | polished | change from 0.5 |",
+             "|---|---:|---:|---:|---:|"]
+    order = list(lite_speed_tables.ORDER)
+    for (collection, seed), fm in sorted(polished.items(), key=lambda kv: (kv[0][1], order.index(kv[0][0]))):
+        base = mix.get((collection, seed))
+        cells = [f"{v:.2f}" if v is not None else "–" for v in (recipe.get((collection, seed)), base, fm)]
+        change = f"{fm - base:+.2f}" if base is not None else "–"
+        lines.append(f"| {collection}, {seed} | " + " | ".join(cells) + f" | {change} |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     protocol_root, synthetic_root = map(pathlib.Path, sys.argv[1:3])
     text = lite_speed_tables.tables(protocol_root, ARMS, synthetic_root)
     if len(sys.argv) > 3:
         text += "\n" + flatten_table(synthetic_root, pathlib.Path(sys.argv[3]))
+    if len(sys.argv) > 4:
+        text += "\n" + polish_table(protocol_root, synthetic_root, pathlib.Path(sys.argv[4]))
     (HERE / "tables.md").write_text(text)
     print(text)
