@@ -131,7 +131,8 @@ class PageClutter:
     """One page's clutter: the kinds drawn for it and its own random stream."""
 
     def __init__(self, rng: np.random.Generator, kinds: set[str], height: int, width: int,
-                 channels: int, colour_collections: tuple[str, ...] = (), faintest_ink: float = 0.92):
+                 channels: int, colour_collections: tuple[str, ...] = (),
+                 faintest_ink: float = Clutter.faintest_ink):
         self.rng, self.kinds, self.faintest_ink = rng, kinds, faintest_ink
         self.colour_collections = colour_collections or tuple(real_colours())
         self.h, self.w, self.channels = height, width, channels

@@ -22,17 +22,18 @@ is wrapped in sources.ContrastPages), so the model sees every page as it will at
                      few real-page steps at the end take back what the synthetic pages cost the
                      DIBCO years, and keep what they won?
 
-Seeds 0 and 1; 7 folds, so the mix sweep is 70 runs (~28 h on 2 idle CPU cores, ~20 min a run, 40 at twice the steps;
-`--only` picks folds) and the others 14 each. Paper and ink colours come from the fold's training collections only, so
-no test collection lends its colours.
+Seeds 0 and 1; 7 folds, so the mix sweep is 70 runs (~28 h on 2 idle CPU cores, ~20 min a run,
+40 at twice the steps; `--only` picks folds) and the stages 14 each. Paper and ink colours come
+from the fold's training collections only, so no test collection lends its colours.
 
   python -m launch.protocol --config=configs/ablations/synthetic_mix.py --workdir=$HOME/binjax/synthetic_mix
   python -m launch.protocol --config=configs/ablations/synthetic_mix.py --workdir=$HOME/binjax/synthetic_mix --only='arg=msi2015|arg=nabuco'
   python -m launch.protocol --config=configs/ablations/synthetic_mix.py:pretrain --workdir=$HOME/binjax/synthetic_pretrain
   python -m launch.protocol --config=configs/ablations/synthetic_mix.py:finetune --workdir=$HOME/binjax/synthetic_finetune
+  python -m launch.protocol --config=configs/ablations/synthetic_mix.py:polish --workdir=$HOME/binjax/synthetic_polish
   python -m launch.protocol --config=configs/ablations/synthetic_mix.py:smoke --workdir=/tmp/synthetic_mix_smoke
 
-The argument is '<fold>[,unet][,pretrain|finetune][,smoke|study]' for one run.
+The argument is '<fold>[,unet][,pretrain|finetune|polish][,smoke|study]' for one run.
 """
 
 from __future__ import annotations
