@@ -17,9 +17,10 @@ import statistics
 import sys
 
 HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE))  # the scale study's own table script: the same collection order
+from make_tables import ORDER  # noqa: E402
+
 RECIPE = "binjax data.mix.synthetic_fraction=0.5"   # binjax.protocol.recipe_name of the synthetic arm
-ORDER = ("dibco2009", "dibco2010", "dibco2011", "dibco2012", "dibco2013", "dibco2014", "dibco2016",
-         "bickley", "monk_cuper", "msi2015", "nabuco", "phibd")
 
 
 def read(path: pathlib.Path, keep) -> dict:

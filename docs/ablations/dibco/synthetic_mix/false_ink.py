@@ -43,12 +43,14 @@ FOLD_OF = {"bickley": "bickley", "msi2015": "msi2015",
            **{f"dibco{y}": "dibco_icfhr" for y in (2010, 2012, 2014, 2016)}}
 
 
+def collection_folder(collection: str) -> pathlib.Path:
+    """../shared/data/dibco/<year> or ../shared/data/extra/<collection>: its <page>_in / _gt files."""
+    return SHARED / "dibco" / collection[5:] if collection.startswith("dibco") else SHARED / "extra" / collection
+
+
 def ground_truth(collection: str, page: str) -> np.ndarray:
-    if collection.startswith("dibco"):   # ../shared/data/dibco/<year>/<page>_gt.<png|bmp|tif>
-        path = next((SHARED / "dibco" / collection[5:]).glob(f"{page}_gt.*"))
-    else:
-        path = SHARED / "extra" / collection / f"{page}_gt.png"
-    grey = np.asarray(Image.open(path).convert("L"))
+    # DIBCO's ground truths are .png, .bmp or .tif; the extra collections' are .png.
+    grey = np.asarray(Image.open(next(collection_folder(collection).glob(f"{page}_gt.*"))).convert("L"))
     # Bickley keeps the input's grey value on ink pixels, so every value below 255 is ink
     # (../shared/data/extra/README.md); the other sets are {0, 255}.
     return grey < 255 if collection == "bickley" else grey < 128
@@ -57,8 +59,7 @@ def ground_truth(collection: str, page: str) -> np.ndarray:
 @functools.lru_cache(maxsize=64)   # a collection's pages, read once for all arms and seeds
 def relative_grey(collection: str, page: str) -> np.ndarray:
     """The input page's grey over its local paper's (the median over ~124 px, at a quarter size)."""
-    folder = SHARED / "dibco" / collection[5:] if collection.startswith("dibco") else SHARED / "extra" / collection
-    grey = np.asarray(Image.open(next(folder.glob(f"{page}_in.*"))).convert("L"), np.float32)
+    grey = np.asarray(Image.open(next(collection_folder(collection).glob(f"{page}_in.*"))).convert("L"), np.float32)
     paper = ndimage.zoom(ndimage.median_filter(grey[::4, ::4], size=31), 4, order=1)
     paper = np.pad(paper, [(0, max(0, n - m)) for n, m in zip(grey.shape, paper.shape)], mode="edge")
     return grey / np.maximum(paper[:grey.shape[0], :grey.shape[1]], 1)

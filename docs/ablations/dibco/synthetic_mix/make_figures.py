@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image
 
 HERE = pathlib.Path(__file__).parent
-SHARED = pathlib.Path(__file__).resolve().parents[4].parent / "shared" / "data"
 FIGURES = (("bickley", "H01"), ("dibco2009", "H02"))  # (collection, page) of each comparison picture
 RUNS = ("arg=bickley,data.contrast=stretch,seed=0", "arg=bickley,data.mix.synthetic_fraction=0.5,seed=0")
 MSI_RUNS = ("arg=msi2015,data.contrast=stretch,seed=0", "arg=msi2015,data.mix.synthetic_fraction=0.5,seed=0")
@@ -26,11 +25,10 @@ MSI_RUNS = ("arg=msi2015,data.contrast=stretch,seed=0", "arg=msi2015,data.mix.sy
 
 def compare_figure(recipe_root: str, synthetic_root: str, collection: str, page: str) -> None:
     """<collection>_<page>.png: the input, the ground truth, the two arms' seed-0 fold models."""
-    from false_ink import FOLD_OF, ground_truth  # noqa: PLC0415  (beside this file: the same folds and truth)
+    from false_ink import FOLD_OF, collection_folder, ground_truth  # noqa: PLC0415  (beside this file)
 
     fold = FOLD_OF[collection]
-    folder = SHARED / "dibco" / collection[5:] if collection.startswith("dibco") else SHARED / "extra" / collection
-    grey = np.asarray(Image.open(next(folder.glob(f"{page}_in.*"))).convert("L"))
+    grey = np.asarray(Image.open(next(collection_folder(collection).glob(f"{page}_in.*"))).convert("L"))
     truth = np.where(ground_truth(collection, page), 0, 255).astype(np.uint8)
     runs = (f"arg={fold},data.contrast=stretch,seed=0", f"arg={fold},data.mix.synthetic_fraction=0.5,seed=0")
     outputs = [np.asarray(Image.open(pathlib.Path(root) / run / "protocol" / "model" / "binary" /
