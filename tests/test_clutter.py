@@ -109,6 +109,37 @@ def test_faintest_ink_bounds_the_measured_inks_and_its_default_keeps_msi2015s_fa
         Clutter(faintest_ink=1.2)
 
 
+def test_faded_ink_sets_the_share_of_faded_pages_and_never_the_mask():
+    assert Clutter.from_config({"faded_ink": 0.5}) is None   # the generator's own share: plain
+    unfaded, faded = Clutter(faded_ink=0.0), Clutter(faded_ink=1.0)
+    assert unfaded.for_page(0, H, W, 1) is not None   # no kind drawn, yet the page is not plain
+
+    def contrast(clutter, seed):   # the front ink's darkness against the paper's
+        page = render_page(seed, H, W, 1, clutter=clutter)
+        ink = page["mask"] > 0
+        paper = np.median(page["image"][~ink])
+        return (paper - np.median(page["image"][ink])) / paper, page["mask"]
+
+    gains = []
+    for seed in range(12):
+        (c0, m0), (c1, m1) = contrast(unfaded, seed), contrast(faded, seed)
+        np.testing.assert_array_equal(m0, m1)   # faded ink is still ink
+        np.testing.assert_array_equal(m0, render_page(seed, H, W, 1)["mask"])
+        gains.append(c0 - c1)
+    assert np.median(gains) > 0.05
+    with pytest.raises(ValueError, match=r"faded_ink=2: must be a share of the pages in \[0, 1\]"):
+        Clutter(faded_ink=2)
+
+
+def test_darkest_bleed_caps_the_bleed_through_and_its_default_reaches_the_front_inks_darkness():
+    def darkest(cap):
+        pages = [Clutter(bleed_through=1.0, darkest_bleed=cap).for_page(seed, H, W, 1) for seed in range(20)]
+        return max(float(page._back_page().max()) for page in pages)
+    assert darkest(0.5) <= 0.5 and darkest(1.0) > 0.7
+    with pytest.raises(ValueError, match=r"darkest_bleed=0.1: must be a fraction of the front ink's darkness"):
+        Clutter(darkest_bleed=0.1)
+
+
 def test_bad_clutter_and_mix_settings_fail_in_one_line_naming_the_key():
     config = defaults.base_config()
     config.data.synthetic.clutter.stamp = 1.5
@@ -202,6 +233,10 @@ def test_synthetic_mix_arms():
     longer = [r for r in runs if "num_steps" in r]   # the recipe's real patches, half of them synthetic
     assert len(longer) == len(faint_out) and {(r["data.mix.synthetic_fraction"], r["num_steps"]) for r in longer} == {
         (0.5, 2 * synthetic_mix.get_config("msi2015").num_steps)}
+    for key, value in (("faded_ink", 0.0), ("darkest_bleed", 0.5)):   # one suspect off in each arm
+        arm = [r for r in runs if f"data.synthetic.clutter.{key}" in r]
+        assert len(arm) == len(faint_out) and {(r["data.mix.synthetic_fraction"], r[f"data.synthetic.clutter.{key}"])
+                                               for r in arm} == {(0.5, value)}
 
 
 def _script(name: str):

@@ -46,6 +46,8 @@ _COLOURS_FILE = pathlib.Path(__file__).with_name("real_colours.json")
 _LINE_COLOURS = {"blue": (0.45, 0.62, 0.92), "light blue": (0.62, 0.78, 0.96),
                  "red": (0.92, 0.42, 0.42), "grey": (0.6, 0.6, 0.6), "green": (0.55, 0.78, 0.6)}
 _STAMP_COLOURS = ((0.85, 0.25, 0.3), (0.3, 0.4, 0.85), (0.5, 0.3, 0.7), (0.3, 0.3, 0.35))
+_FAINTEST_BLEED = 0.15   # the faintest bleed-through, as a fraction of the front ink's darkness
+_SETTINGS = ("colour_collections", "faintest_ink", "faded_ink", "darkest_bleed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,13 @@ class Clutter:
     # a model to keep the faint marks DIBCO's ground truth leaves out (configs/ablations/
     # synthetic_mix.py, FAINTEST_INK).
     faintest_ink: float = 0.92
+    # The share of pages whose front ink fades (lower contrast, still ink in the mask), the
+    # generator's own 0.5 (synthetic._degrade), and the darkest bleed-through as a fraction of
+    # the front ink's darkness (1: as dark as the front text). The arms that ask whether faded ink
+    # marked as ink, or dark bleed-through marked as paper, is what costs the DIBCO years
+    # (configs/ablations/synthetic_mix.py, NO_FADED_INK and DARKEST_BLEED) set them.
+    faded_ink: float = 0.5
+    darkest_bleed: float = 1.0
 
     def __post_init__(self):
         names = [n.strip() for n in self.colour_collections.split(",") if n.strip()]
@@ -83,29 +92,41 @@ class Clutter:
         f = self.faintest_ink
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
             raise ValueError(f"faintest_ink={f!r}: must be a fraction of the paper in (0, 1)")
+        f = self.faded_ink
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+            raise ValueError(f"faded_ink={f!r}: must be a share of the pages in [0, 1]")
+        d = self.darkest_bleed
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not _FAINTEST_BLEED < d <= 1.0:
+            raise ValueError(f"darkest_bleed={d!r}: must be a fraction of the front ink's darkness "
+                             f"in ({_FAINTEST_BLEED}, 1]")
 
     @classmethod
     def from_config(cls, cfg) -> Clutter | None:
-        """A Clutter from config.data.synthetic.clutter; None when every probability is 0."""
+        """A Clutter from config.data.synthetic.clutter; None when it changes nothing (every
+        probability 0 and the generator's own share of faded pages)."""
         if cfg is None:
             return None
         values = dict(cfg)
-        unknown = set(values) - set(KINDS) - {"colour_collections", "faintest_ink"}
+        unknown = set(values) - set(KINDS) - set(_SETTINGS)
         if unknown:
-            raise ValueError(f"unknown kinds {sorted(unknown)}; known: {list(KINDS)}")
+            raise ValueError(f"unknown kinds {sorted(unknown)}; known: {list(KINDS + _SETTINGS)}")
         clutter = cls(**values)
-        return clutter if any(getattr(clutter, k) for k in KINDS) else None
+        return None if clutter._is_plain(KINDS) else clutter
+
+    def _is_plain(self, kinds) -> bool:
+        """True when `kinds` drawn on a page change nothing of the plain generator's page."""
+        return not any(getattr(self, k) for k in kinds) and self.faded_ink == Clutter.faded_ink
 
     def for_page(self, seed: int, height: int, width: int, channels: int) -> PageClutter | None:
         """The clutter of the page `seed`, or None when the draw gives it none."""
         rng = np.random.default_rng([int(seed) >> 32, int(seed) & 0xFFFFFFFF, _STREAM])
         draws = rng.random(len(KINDS))
         chosen = {k for k, d in zip(KINDS, draws) if d < getattr(self, k)}
-        if not chosen:
+        if self._is_plain(chosen):
             return None
         names = [n.strip() for n in self.colour_collections.split(",") if n.strip()]
         return PageClutter(rng, chosen, height, width, channels, tuple(names) or tuple(real_colours()),
-                           self.faintest_ink)
+                           self.faintest_ink, self.faded_ink, self.darkest_bleed)
 
 
 @functools.cache
@@ -132,8 +153,10 @@ class PageClutter:
 
     def __init__(self, rng: np.random.Generator, kinds: set[str], height: int, width: int,
                  channels: int, colour_collections: tuple[str, ...] = (),
-                 faintest_ink: float = Clutter.faintest_ink):
+                 faintest_ink: float = Clutter.faintest_ink, faded_ink: float = Clutter.faded_ink,
+                 darkest_bleed: float = Clutter.darkest_bleed):
         self.rng, self.kinds, self.faintest_ink = rng, kinds, faintest_ink
+        self.faded_ink, self.darkest_bleed = faded_ink, darkest_bleed
         self.colour_collections = colour_collections or tuple(real_colours())
         self.h, self.w, self.channels = height, width, channels
 
@@ -269,7 +292,7 @@ class PageClutter:
         back = np.asarray(img.resize((self.w, self.h), Image.Resampling.BILINEAR), np.float32)
         back = np.clip(back * np.float32(rng.uniform(1.0, 1.6) / 255), 0, 1)
         uneven = np.clip(0.75 + 0.4 * synthetic._smooth_noise(rng, self.h, self.w, 80), 0.2, 1)
-        strength = rng.uniform(0.15, 1.0)   # faint ... as dark as the front text
+        strength = rng.uniform(_FAINTEST_BLEED, self.darkest_bleed)   # faint ... as dark as the front text
         return back * uneven * np.float32(strength)
 
     def _ring_stains(self):

@@ -22,7 +22,7 @@ is wrapped in sources.ContrastPages), so the model sees every page as it will at
                      few real-page steps at the end take back what the synthetic pages cost the
                      DIBCO years, and keep what they won?
 
-Seeds 0 and 1; 7 folds, so the mix sweep is 70 runs (~28 h on 2 idle CPU cores, ~20 min a run,
+Seeds 0 and 1; 7 folds, so the mix sweep is 98 runs (~37 h on 2 idle CPU cores, ~20 min a run,
 40 at twice the steps; `--only` picks folds) and the stages 14 each. Paper and ink colours come
 from the fold's training collections only, so no test collection lends its colours.
 
@@ -46,6 +46,10 @@ from configs.ablations import contrast
 
 FRACTIONS = (0.0, 0.25, 0.5)
 FAINTEST_INK = 0.6  # the plain generator's own bound on its inks (synthetic._random_colours)
+# The next two suspects for the DIBCO cost: faded front ink marked as ink (half the pages, by
+# default) and bleed-through as dark as the front text marked as paper. Each arm turns one off.
+NO_FADED_INK = 0.0   # data.synthetic.clutter.faded_ink: no page's front ink fades
+DARKEST_BLEED = 0.5  # data.synthetic.clutter.darkest_bleed: bleed-through at most half as dark
 SEEDS = (0, 1)
 # Every kind on a fair share of the pages; a page mostly gets two or three kinds at once.
 CLUTTER = dict(bleed_through=0.5, scan_border=0.3, gutter=0.2, ruled=0.25, frame=0.15,
@@ -105,4 +109,8 @@ def get_sweep(arg: str | None = None):
     # Twice the config's own steps: 4000 for the protocol, a tiny run for ',smoke'.
     steps = 2 * get_config(arg).num_steps
     real_exposure = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1], "num_steps": steps} for fold in folds]
-    return sweep.with_seeds(mixes + faint_ink_out + real_exposure, SEEDS)
+    faded_out = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1],
+                  "data.synthetic.clutter.faded_ink": NO_FADED_INK} for fold in folds]
+    bleed_capped = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1],
+                     "data.synthetic.clutter.darkest_bleed": DARKEST_BLEED} for fold in folds]
+    return sweep.with_seeds(mixes + faint_ink_out + real_exposure + faded_out + bleed_capped, SEEDS)
