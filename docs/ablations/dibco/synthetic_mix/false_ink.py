@@ -7,13 +7,12 @@ than 10 px is ink where no text is (a dark scan border, a stain's rim, a ruled l
 gives the FM the page would have if the far false ink alone were removed, the bound on what
 teaching 'what is not ink' can win there. On the DIBCO years, where the synthetic arm loses, it
 also gives the share of the missed ink that lies on a stroke's edge (strokes drawn too thin), and
-the share of the false ink that is faint: at least FAINT of the local paper's grey in the input
-(the median over a window of ~124 px, computed at a quarter of the size), such as show-through
-and paper texture.
+the share of the false ink that is faint: at least FAINT of its paper's grey in the input (the
+paper as binjax.contrast.paper estimates it), such as show-through and paper texture.
 
 Reads each run's binarized test pages (<root>/<run>/protocol/model/binary/<collection>_<page>.png,
 as launch.protocol leaves them) and the ground truth in ../shared/data, and writes false_ink.md
-beside this file (also printed). Needs numpy, scipy and Pillow (binjax's own environment).
+beside this file (also printed). Needs binjax's environment (numpy, scipy, Pillow and binjax.contrast).
 
   python docs/ablations/dibco/synthetic_mix/false_ink.py /work/protocol/baseline /work/protocol/synthetic_stretch
 """
@@ -27,6 +26,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from binjax import contrast
+
 HERE = pathlib.Path(__file__).parent
 SHARED = pathlib.Path(__file__).resolve().parents[4].parent / "shared" / "data"
 NEAR, FAR, EDGE = 3, 10, 1.5   # px
@@ -35,7 +36,9 @@ FAINT = 0.7   # false ink at least this fraction of its local paper's grey count
 ARMS = {r"data\.contrast=stretch,seed=(\d)$": "stretch recipe",
         r"data\.mix\.synthetic_fraction=0\.5,seed=(\d)$": "synthetic 0.5",
         r"faintest_ink=0\.6,seed=(\d)$": "synthetic 0.5, no faint ink",
-        r"synthetic_fraction=0\.5,num_steps=4000,seed=(\d)$": "synthetic 0.5, 4000 steps"}
+        r"synthetic_fraction=0\.5,num_steps=4000,seed=(\d)$": "synthetic 0.5, 4000 steps",
+        r"faded_ink=0\.0,seed=(\d)$": "synthetic 0.5, no faded ink",
+        r"darkest_bleed=0\.5,seed=(\d)$": "synthetic 0.5, bleed-through at most half"}
 # Collection -> the fold that tests it: the two that decide the worst collection, then the DIBCO
 # years, where the synthetic arm loses (the fold models' binaries are looked up per fold).
 FOLD_OF = {"bickley": "bickley", "msi2015": "msi2015",
@@ -58,11 +61,10 @@ def ground_truth(collection: str, page: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)   # a collection's pages, read once for all arms and seeds
 def relative_grey(collection: str, page: str) -> np.ndarray:
-    """The input page's grey over its local paper's (the median over ~124 px, at a quarter size)."""
-    grey = np.asarray(Image.open(next(collection_folder(collection).glob(f"{page}_in.*"))).convert("L"), np.float32)
-    paper = ndimage.zoom(ndimage.median_filter(grey[::4, ::4], size=31), 4, order=1)
-    paper = np.pad(paper, [(0, max(0, n - m)) for n, m in zip(grey.shape, paper.shape)], mode="edge")
-    return grey / np.maximum(paper[:grey.shape[0], :grey.shape[1]], 1)
+    """The input page's grey over its paper's, as binjax.contrast estimates the paper for
+    `--contrast=flatten` (a grey closing that fills every stroke narrower than its window)."""
+    grey = np.asarray(Image.open(next(collection_folder(collection).glob(f"{page}_in.*"))).convert("L"))
+    return grey.astype(np.float32) / np.maximum(contrast.paper(grey), 1)
 
 
 def page_counts(binary: pathlib.Path, collection: str, page: str) -> dict:
@@ -89,7 +91,7 @@ def main(*roots: str) -> None:
              f"(strokes drawn thick), far = more than {FAR} px (ink where there is no text). "
              "FM without far: the FM if only the far false ink were removed. Missed ink on edges: the share "
              f"of the missed ink within {EDGE} px of paper (strokes drawn thin). Faint: false ink at least "
-             f"{FAINT:.0%} of its local paper's grey in the input. Pixel-count FM over the "
+             f"{FAINT:.0%} of its paper's grey in the input (binjax.contrast.paper). Pixel-count FM over the "
              "whole collection, so it differs a little from the protocol's mean of page FMs.", "",
              "| collection | arm | seed | precision | recall | FM | false ink near | false ink far | FM without far "
              "| missed ink on edges | faint false ink |",
