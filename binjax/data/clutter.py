@@ -76,7 +76,7 @@ class Clutter:
     # the front ink's darkness (1: as dark as the front text). The arms that ask whether faded ink
     # marked as ink, or dark bleed-through marked as paper, is what costs the DIBCO years
     # (configs/ablations/synthetic_mix.py, NO_FADED_INK and DARKEST_BLEED) set them.
-    faded_ink: float = 0.5
+    faded_ink: float = synthetic.FADED_SHARE
     darkest_bleed: float = 1.0
 
     def __post_init__(self):
