@@ -67,10 +67,17 @@ class Checkpointer:
         self.best_metric = best_metric
         if best_mode is None:
             best_mode = "min" if best_metric and best_metric.endswith("loss") else "max"
-        # cleanup_tmp_directories: a save cut short by kill -9 leaves <step>.orbax-checkpoint-tmp
+        # cleanup_tmp_directories: a save cut short by kill -9 leaves <step>.orbax-checkpoint-tmp.
+        # Each manager names its own multi-host barriers: both save the last step at once, and
+        # Orbax keys a save's barriers by the step alone ('async_commit_complete.4'), so two
+        # managers' background threads would wait on one barrier name; under load one process then
+        # fails the save ('Timed out while waiting for async_commit_complete barrier') while the
+        # other waits for ever.
         self._latest = ocp.CheckpointManager(
             workdir / LATEST_DIR,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, cleanup_tmp_directories=True,
+                multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=LATEST_DIR)),
         )
         self._open = True  # until finish() closes the managers
         self._best = None
@@ -83,6 +90,7 @@ class Checkpointer:
                     cleanup_tmp_directories=True,
                     best_fn=lambda metrics: float(metrics[best_metric]),
                     best_mode=best_mode,
+                    multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=BEST_DIR),
                 ),
             )
 
