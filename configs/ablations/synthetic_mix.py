@@ -104,13 +104,12 @@ def get_sweep(arg: str | None = None):
     if stage:
         return sweep.with_seeds(folds, SEEDS)
     mixes = [{**fold, "data.mix.synthetic_fraction": f} for fold in folds for f in FRACTIONS]
-    faint_ink_out = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1],
-                      "data.synthetic.clutter.faintest_ink": FAINTEST_INK} for fold in folds]
-    # Twice the config's own steps: 4000 for the protocol, a tiny run for ',smoke'.
-    steps = 2 * get_config(arg).num_steps
-    real_exposure = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1], "num_steps": steps} for fold in folds]
-    faded_out = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1],
-                  "data.synthetic.clutter.faded_ink": NO_FADED_INK} for fold in folds]
-    bleed_capped = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1],
-                     "data.synthetic.clutter.darkest_bleed": DARKEST_BLEED} for fold in folds]
-    return sweep.with_seeds(mixes + faint_ink_out + real_exposure + faded_out + bleed_capped, SEEDS)
+    # The arms at fraction 0.5, each changing one thing, every fold: no faint ink, twice the
+    # config's own steps (4000 for the protocol, a tiny run for ',smoke'), no faded ink, and
+    # bleed-through at most half as dark.
+    arms = [{"data.synthetic.clutter.faintest_ink": FAINTEST_INK},
+            {"num_steps": 2 * get_config(arg).num_steps},
+            {"data.synthetic.clutter.faded_ink": NO_FADED_INK},
+            {"data.synthetic.clutter.darkest_bleed": DARKEST_BLEED}]
+    at_half = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1], **arm} for arm in arms for fold in folds]
+    return sweep.with_seeds(mixes + at_half, SEEDS)
