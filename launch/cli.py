@@ -4,6 +4,7 @@ import errno
 import functools
 import logging as std_logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -15,18 +16,23 @@ def _asked_for_help() -> bool:
 
 
 def _fail(message: str, exit_code: int) -> None:
-    """Prints one line (the traceback too at --verbosity=1 or more) and exits with exit_code."""
+    """Prints one line (the traceback too at --verbosity=1 or more) and exits with exit_code. In
+    a multi-process run every process stops with it (binjax.host_failures)."""
+    from binjax import host_failures
+
     if logging.get_verbosity() >= 1:
-        raise  # noqa: PLE0704  (re-raises the exception being handled, with its traceback)
+        traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
+    host_failures.stop_every_process(message, exit_code)
     sys.exit(exit_code)
 
 
 def _expected_errors(main):
-    """Wraps main so that the failures a user causes, or a full disk, end in one line."""
+    """Wraps main so that the failures a user causes, or a full disk, end in one line, and so
+    that in a multi-process run any failure of this process stops every process."""
     from binjax.errors import BinjaxError
 
-    def wrapped(argv):
+    def one_line_errors(argv):
         try:
             return main(argv)
         except app.UsageError as e:  # absl would print the whole --help after it
@@ -40,7 +46,32 @@ def _expected_errors(main):
                 raise
             _fail(f"no space left on the device writing {e.filename or 'a file'}: {e.strerror}", 1)
 
+    def wrapped(argv):
+        try:
+            return one_line_errors(argv)
+        except SystemExit as e:   # _fail's, already stopped every process; or main's own
+            if e.code not in (None, 0):
+                _stop_every_process(f"exited with status {e.code}", e.code if isinstance(e.code, int) else 1)
+            raise
+        except Exception as e:  # a bug, or a collective that failed because a peer process died
+            first_line = (str(e).strip().splitlines() or [""])[0]
+            _stop_every_process(f"{type(e).__name__}: {first_line}", 1, traceback_first=True)
+            raise
+
     return wrapped
+
+
+def _stop_every_process(message: str, exit_code: int, traceback_first: bool = False) -> None:
+    """Stops every process of a multi-process run when this one ends with an error that _fail
+    did not print; returns in a single-process run, where the error goes on as before."""
+    from binjax import host_failures
+
+    if not host_failures.is_multiprocess_run():
+        return
+    if traceback_first:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    host_failures.stop_every_process(message, exit_code)
 
 
 _REPO = Path(__file__).resolve().parents[1]

@@ -123,6 +123,9 @@ def initialize_runtime() -> None:
             num_processes=f.num_processes,
             process_id=f.process_id,
         )
+        from binjax import host_failures
+
+        host_failures.watch_peers()   # a failed peer stops this process too, with its one line
     if jax.process_index() != 0:
         logging.set_verbosity(logging.WARNING)
     # One line worth reading on a cluster; on one machine it shows at --verbosity=1.

@@ -10,8 +10,9 @@
 #
 # Process i runs COMMAND --distributed --coordinator_address=127.0.0.1:PORT --num_processes=N
 # --process_id=i. Process 0 writes to this terminal; process i > 0 to LOG_DIR/process_<i>.log.
-# The first process to fail takes the others down (a survivor would wait on its peers in a
-# collective), and the script exits with that process's status.
+# A process that fails stops its peers itself (binjax/host_failures.py); the script also stops
+# the others when one exits non-zero (a process killed outright cannot tell them), and exits
+# with that process's status.
 #
 # Environment:
 #   PORT      coordinator port (default: a free one)

@@ -12,6 +12,7 @@ The coordinator listens on 127.0.0.1 only (the script sets JAX_COORDINATOR_BIND_
 listens on the address the host name resolves to.
 """
 
+import fcntl
 import os
 import pathlib
 import signal
@@ -24,11 +25,15 @@ import jax
 import numpy as np
 import pytest
 
-from binjax import checkpointing, pretrained, reporting
+from binjax import checkpointing, pretrained, reporting, workdir_lock
+from binjax.errors import WorkdirLockedError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "launch" / "local_multiprocess.sh"
 TIMEOUT_S = 300  # per run: a deadlock fails the test instead of hanging it
+# A failed process and its peers end well within this, jax.distributed's shutdown barrier (which
+# they would otherwise wait in) takes 300 s.
+FAILURE_TIMEOUT_S = 150
 TRAIN = [sys.executable, "-m", "launch.train", "--config=configs/default.py:smoke", "--config.log_every=1"]
 NOT_COMPARED = ("step", "time", "train/images_per_s")
 
@@ -141,3 +146,34 @@ def test_two_processes_train_like_one_and_resume_after_sigkill(tmp_path):
         for (path, a), b in zip(leaves_1, leaves_2):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7, err_msg=f"{manager}{jax.tree_util.keystr(path)}")
         assert checkpointing.load_data_state(step_dirs[1]) == checkpointing.load_data_state(step_dirs[0])
+
+
+@pytest.mark.slow
+def test_a_process_that_fails_stops_every_process_with_its_line(tmp_path):
+    """A leftover run on 'host 1' holds that host's workdir lock: process 1 refuses to start,
+    and process 0, already waiting for it in the first collective, stops too, within seconds
+    (not jax.distributed's 5-minute shutdown timeout), naming process 1 and its error, with its
+    exit status. The processes are started as a cluster would, not through
+    local_multiprocess.sh, whose own trap would hide the difference."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    port = _free_port()
+    with open(workdir_lock.lock_path(workdir, 1), "w") as leftover, _Runs(tmp_path) as runs:
+        fcntl.flock(leftover, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        procs = [runs.start(f"process_{i}", [*TRAIN, f"--workdir={workdir}", "--distributed",
+                                             f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                                             f"--process_id={i}"],
+                            devices=2, JAX_COORDINATOR_BIND_ADDRESS=f"127.0.0.1:{port}")
+                 for i in (0, 1)]
+        started = time.monotonic()
+        for proc in procs:
+            try:
+                proc.wait(timeout=FAILURE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                logs = "\n".join(f"--- {p.name}:\n{(tmp_path / f'{p.name}.log').read_text()[-3000:]}" for p in procs)
+                pytest.fail(f"{proc.name} still running {time.monotonic() - started:.0f} s after the start\n{logs}")
+    logs = [(tmp_path / f"process_{i}.log").read_text() for i in (0, 1)]
+    assert [p.returncode for p in procs] == [WorkdirLockedError.exit_code] * 2, logs
+    assert "error: workdir" in logs[1] and "in use by another training run" in logs[1]
+    assert "error: stopping: process 1 failed: workdir" in logs[0], logs[0][-3000:]
+    assert "Traceback" not in logs[0] + logs[1]
