@@ -80,25 +80,23 @@ class Clutter:
     darkest_bleed: float = 1.0
 
     def __post_init__(self):
-        names = [n.strip() for n in self.colour_collections.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(real_colours()))
+        unknown = sorted(set(self.colour_names) - set(real_colours()))
         if unknown:
             raise ValueError(f"colour_collections: no measured colours for {unknown}; "
                              f"measured: {', '.join(real_colours())}")
         for kind in KINDS:
-            p = getattr(self, kind)
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-                raise ValueError(f"{kind}={p!r}: must be a probability in [0, 1]")
-        f = self.faintest_ink
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
-            raise ValueError(f"faintest_ink={f!r}: must be a fraction of the paper in (0, 1)")
-        f = self.faded_ink
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
-            raise ValueError(f"faded_ink={f!r}: must be a share of the pages in [0, 1]")
-        d = self.darkest_bleed
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not _FAINTEST_BLEED < d <= 1.0:
-            raise ValueError(f"darkest_bleed={d!r}: must be a fraction of the front ink's darkness "
-                             f"in ({_FAINTEST_BLEED}, 1]")
+            _check_range(kind, getattr(self, kind), 0.0, 1.0, "a probability in [0, 1]")
+        _check_range("faintest_ink", self.faintest_ink, 0.0, 1.0, "a fraction of the paper in (0, 1)",
+                     open_low=True, open_high=True)
+        _check_range("faded_ink", self.faded_ink, 0.0, 1.0, "a share of the pages in [0, 1]")
+        _check_range("darkest_bleed", self.darkest_bleed, _FAINTEST_BLEED, 1.0,
+                     f"a fraction of the front ink's darkness in ({_FAINTEST_BLEED}, 1]", open_low=True)
+
+    @property
+    def colour_names(self) -> tuple[str, ...]:
+        """The collections real_colours draws from (all measured ones when none is named)."""
+        names = tuple(n.strip() for n in self.colour_collections.split(",") if n.strip())
+        return names or tuple(real_colours())
 
     @classmethod
     def from_config(cls, cfg) -> Clutter | None:
@@ -124,9 +122,15 @@ class Clutter:
         chosen = {k for k, d in zip(KINDS, draws) if d < getattr(self, k)}
         if self._is_plain(chosen):
             return None
-        names = [n.strip() for n in self.colour_collections.split(",") if n.strip()]
-        return PageClutter(rng, chosen, height, width, channels, tuple(names) or tuple(real_colours()),
-                           self.faintest_ink, self.faded_ink, self.darkest_bleed)
+        return PageClutter(rng, chosen, height, width, channels, self)
+
+
+def _check_range(name: str, value, low: float, high: float, what: str, *,
+                 open_low: bool = False, open_high: bool = False) -> None:
+    """Raises ValueError naming the setting unless `value` is a number within the bounds."""
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not (number and (low < value if open_low else low <= value) and (value < high if open_high else value <= high)):
+        raise ValueError(f"{name}={value!r}: must be {what}")
 
 
 @functools.cache
@@ -152,12 +156,8 @@ class PageClutter:
     """One page's clutter: the kinds drawn for it and its own random stream."""
 
     def __init__(self, rng: np.random.Generator, kinds: set[str], height: int, width: int,
-                 channels: int, colour_collections: tuple[str, ...] = (),
-                 faintest_ink: float = Clutter.faintest_ink, faded_ink: float = Clutter.faded_ink,
-                 darkest_bleed: float = Clutter.darkest_bleed):
-        self.rng, self.kinds, self.faintest_ink = rng, kinds, faintest_ink
-        self.faded_ink, self.darkest_bleed = faded_ink, darkest_bleed
-        self.colour_collections = colour_collections or tuple(real_colours())
+                 channels: int, settings: Clutter = Clutter()):
+        self.rng, self.kinds, self.settings = rng, kinds, settings
         self.h, self.w, self.channels = height, width, channels
 
     def __repr__(self) -> str:
@@ -169,14 +169,14 @@ class PageClutter:
         """Paper and inks (RGB in [0, 1]); measured ones with `real_colours`."""
         if "real_colours" not in self.kinds:
             return paper, ink1, ink2
-        rng, names = self.rng, self.colour_collections
+        rng, names = self.rng, self.settings.colour_names
         pages = real_colours()[names[int(rng.integers(len(names)))]]   # collections weigh alike
         paper, ink = pages[int(rng.integers(len(pages)))]
         paper = np.clip(paper * rng.uniform(0.95, 1.05) + rng.normal(0, 0.01, 3), 0.05, 1.0)
         # Keep the ink darker than the paper, by default if only just: msi2015's is nearly
         # paper-coloured.
         inks = [np.minimum(np.clip(ink * rng.uniform(0.85, 1.15) + rng.normal(0, 0.015, 3), 0, 1),
-                           self.faintest_ink * paper) for _ in range(2)]
+                           self.settings.faintest_ink * paper) for _ in range(2)]
         return paper, inks[0], inks[1]
 
     def under_ink(self, page: np.ndarray, paper: np.ndarray, ink: np.ndarray) -> None:
@@ -292,7 +292,7 @@ class PageClutter:
         back = np.asarray(img.resize((self.w, self.h), Image.Resampling.BILINEAR), np.float32)
         back = np.clip(back * np.float32(rng.uniform(1.0, 1.6) / 255), 0, 1)
         uneven = np.clip(0.75 + 0.4 * synthetic._smooth_noise(rng, self.h, self.w, 80), 0.2, 1)
-        strength = rng.uniform(_FAINTEST_BLEED, self.darkest_bleed)   # faint ... as dark as the front text
+        strength = rng.uniform(_FAINTEST_BLEED, self.settings.darkest_bleed)   # faint ... as dark as the front text
         return back * uneven * np.float32(strength)
 
     def _ring_stains(self):

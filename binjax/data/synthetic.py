@@ -383,7 +383,7 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
         cut = rng.uniform(-1.6, -0.5)
         presence = np.clip((_smooth_noise(rng, h, w, rng.uniform(3, 10)) - cut) * 2, 0.0, 1.0)
     fade = None
-    if on[1] < (clutter.faded_ink if clutter is not None else FADED_SHARE):
+    if on[1] < (clutter.settings.faded_ink if clutter is not None else FADED_SHARE):
         n = _smooth_noise(rng, h, w, rng.uniform(40, 200))
         fade = 1 - rng.uniform(0.15, 0.5) * np.clip(n * 0.5 + 0.5, 0, 1)
     cover = np.maximum(print_alpha, hand_alpha)
