@@ -27,7 +27,7 @@ def data_config() -> ml_collections.ConfigDict:
     cfg.synthetic.clutter = ml_collections.ConfigDict(
         {**{kind: 0.0 for kind in clutter.KINDS}, "colour_collections": "",
          "faintest_ink": clutter.Clutter.faintest_ink, "faded_ink": clutter.Clutter.faded_ink,
-         "darkest_bleed": clutter.Clutter.darkest_bleed})
+         "darkest_bleed": clutter.Clutter.darkest_bleed, "paper_shading": clutter.Clutter.paper_shading})
     # source='mix': pages of the `real` source ('folder' | 'tfds' | 'collections', configured in
     # its own section) and synthetic pages (the section above) in one training source, a
     # `synthetic_fraction` of its pages synthetic. Validation reads the real source only.

@@ -140,6 +140,22 @@ def test_darkest_bleed_caps_the_bleed_through_and_its_default_reaches_the_front_
         Clutter(darkest_bleed=0.1)
 
 
+def test_paper_shading_lightens_the_paper_where_light_and_stains_fall_and_never_the_mask():
+    assert Clutter.from_config({"paper_shading": 1.0}) is None   # the generator's own depth: plain
+    flat, deep = Clutter(paper_shading=0.0), Clutter(paper_shading=1.0)
+    assert flat.for_page(0, H, W, 1) is not None   # no kind drawn, yet the page is not plain
+    lighter = []
+    for seed in range(12):
+        a, b = render_page(seed, H, W, 1, clutter=flat), render_page(seed, H, W, 1)
+        np.testing.assert_array_equal(a["mask"], b["mask"])
+        np.testing.assert_array_equal(render_page(seed, H, W, 1, clutter=deep)["image"], b["image"])
+        paper = a["mask"] == 0
+        lighter.append(np.percentile(a["image"][paper], 5) - np.percentile(b["image"][paper], 5))
+    assert min(lighter) >= -2 and sum(x > 5 for x in lighter) >= 3   # the darkest paper lifts on shaded pages
+    with pytest.raises(ValueError, match=r"paper_shading=-0.5: must be a fraction of the shading's depth"):
+        Clutter(paper_shading=-0.5)
+
+
 def test_bad_clutter_and_mix_settings_fail_in_one_line_naming_the_key():
     config = defaults.base_config()
     config.data.synthetic.clutter.stamp = 1.5
@@ -233,7 +249,7 @@ def test_synthetic_mix_arms():
     longer = [r for r in runs if "num_steps" in r]   # the recipe's real patches, half of them synthetic
     assert len(longer) == len(faint_out) and {(r["data.mix.synthetic_fraction"], r["num_steps"]) for r in longer} == {
         (0.5, 2 * synthetic_mix.get_config("msi2015").num_steps)}
-    for key, value in (("faded_ink", 0.0), ("darkest_bleed", 0.5)):   # one suspect off in each arm
+    for key, value in (("faded_ink", 0.0), ("darkest_bleed", 0.5), ("paper_shading", 0.0)):   # one suspect off in each arm
         arm = [r for r in runs if f"data.synthetic.clutter.{key}" in r]
         assert len(arm) == len(faint_out) and {(r["data.mix.synthetic_fraction"], r[f"data.synthetic.clutter.{key}"])
                                                for r in arm} == {(0.5, value)}

@@ -47,7 +47,7 @@ _LINE_COLOURS = {"blue": (0.45, 0.62, 0.92), "light blue": (0.62, 0.78, 0.96),
                  "red": (0.92, 0.42, 0.42), "grey": (0.6, 0.6, 0.6), "green": (0.55, 0.78, 0.6)}
 _STAMP_COLOURS = ((0.85, 0.25, 0.3), (0.3, 0.4, 0.85), (0.5, 0.3, 0.7), (0.3, 0.3, 0.35))
 _FAINTEST_BLEED = 0.15   # the faintest bleed-through, as a fraction of the front ink's darkness
-_SETTINGS = ("colour_collections", "faintest_ink", "faded_ink", "darkest_bleed")
+_SETTINGS = ("colour_collections", "faintest_ink", "faded_ink", "darkest_bleed", "paper_shading")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +78,11 @@ class Clutter:
     # (configs/ablations/synthetic_mix.py, NO_FADED_INK and DARKEST_BLEED) set them.
     faded_ink: float = synthetic.FADED_SHARE
     darkest_bleed: float = 1.0
+    # How deep the plain generator's uneven light and stains darken the paper, as a fraction of
+    # their own depth (1: as drawn). Below 1 the paper is lighter where they fall, as on the
+    # DIBCO years (docs/ablations/dibco/synthetic_mix/dark_paper.md); configs/ablations/
+    # synthetic_mix.py's LIGHT_PAPER arm sets it.
+    paper_shading: float = 1.0
 
     def __post_init__(self):
         unknown = sorted(set(self.colour_names) - set(real_colours()))
@@ -89,6 +94,7 @@ class Clutter:
         _check_range("faintest_ink", self.faintest_ink, 0.0, 1.0, "a fraction of the paper in (0, 1)",
                      open_low=True, open_high=True)
         _check_range("faded_ink", self.faded_ink, 0.0, 1.0, "a share of the pages in [0, 1]")
+        _check_range("paper_shading", self.paper_shading, 0.0, 1.0, "a fraction of the shading's depth in [0, 1]")
         _check_range("darkest_bleed", self.darkest_bleed, _FAINTEST_BLEED, 1.0,
                      f"a fraction of the front ink's darkness in ({_FAINTEST_BLEED}, 1]", open_low=True)
 
@@ -113,7 +119,8 @@ class Clutter:
 
     def _is_plain(self, kinds) -> bool:
         """True when `kinds` drawn on a page change nothing of the plain generator's page."""
-        return not any(getattr(self, k) for k in kinds) and self.faded_ink == Clutter.faded_ink
+        return (not any(getattr(self, k) for k in kinds) and self.faded_ink == Clutter.faded_ink
+                and self.paper_shading == Clutter.paper_shading)
 
     def for_page(self, seed: int, height: int, width: int, channels: int) -> PageClutter | None:
         """The clutter of the page `seed`, or None when the draw gives it none."""

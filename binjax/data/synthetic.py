@@ -409,6 +409,10 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     # Light and, in grey, stains multiply paper and ink alike: one grey-level factor.
     light = _illumination(rng, h, w) if on[4] < 0.55 else None
     stain = _stains(rng, h, w) if on[3] < 0.45 else None
+    shading = clutter.settings.paper_shading if clutter is not None else 1.0
+    if shading != 1.0:   # shallower light falloff and stains: lighter paper (no draw changes)
+        light = None if light is None else np.float32(1 - shading) + np.float32(shading) * light
+        stain = None if stain is None else (stain[0] * np.float32(shading), stain[1])
     if stain is not None:
         stain_level, tint = stain
         if channels == 1:
