@@ -35,7 +35,7 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from binjax.data import synthetic
+from binjax.data import paper_fields, synthetic
 
 KINDS = ("bleed_through", "scan_border", "gutter", "ruled", "frame", "ring_stain", "stamp",
          "real_colours")
@@ -255,7 +255,7 @@ class PageClutter:
                 layers.append((margin * np.float32(rng.uniform(0.5, 1.0)),
                                _tone(_LINE_COLOURS["red"], self.channels)))
         alpha = alpha * np.float32(rng.uniform(0.35, 1.0))
-        alpha *= np.clip(0.85 + 0.3 * synthetic._smooth_noise(rng, self.h, self.w, 60), 0, 1)
+        alpha *= np.clip(0.85 + 0.3 * paper_fields.smooth_noise(rng, self.h, self.w, 60), 0, 1)
         tone = _tone(np.clip(np.array(_LINE_COLOURS[colour]) * rng.uniform(0.85, 1.1), 0, 1),
                      self.channels)
         return [(alpha, tone)] + layers
@@ -298,7 +298,7 @@ class PageClutter:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 2.0)))
         back = np.asarray(img.resize((self.w, self.h), Image.Resampling.BILINEAR), np.float32)
         back = np.clip(back * np.float32(rng.uniform(1.0, 1.6) / 255), 0, 1)
-        uneven = np.clip(0.75 + 0.4 * synthetic._smooth_noise(rng, self.h, self.w, 80), 0.2, 1)
+        uneven = np.clip(0.75 + 0.4 * paper_fields.smooth_noise(rng, self.h, self.w, 80), 0.2, 1)
         strength = rng.uniform(_FAINTEST_BLEED, self.settings.darkest_bleed)   # faint ... as dark as the front text
         return back * uneven * np.float32(strength)
 
@@ -308,7 +308,7 @@ class PageClutter:
         lh, lw = max(4, self.h // 2), max(4, self.w // 2)
         yy, xx = np.mgrid[0:lh, 0:lw].astype(np.float32)
         level = np.zeros((lh, lw), np.float32)
-        wobble = synthetic._smooth_noise(rng, lh, lw, rng.uniform(6, 20))
+        wobble = paper_fields.smooth_noise(rng, lh, lw, rng.uniform(6, 20))
         for _ in range(int(rng.integers(1, 4))):
             r = rng.uniform(0.12, 0.4) * min(lh, lw)
             cy, cx = rng.uniform(0, lh), rng.uniform(0, lw)
@@ -325,7 +325,7 @@ class PageClutter:
             ring = ring * np.where(np.abs(d - 1) < 0.1, broken, 1)
             level = 1 - (1 - level) * (1 - np.clip(ring, 0, 1))
         tint = np.array([1.0, rng.uniform(0.7, 0.85), rng.uniform(0.4, 0.65)]) * rng.uniform(0.5, 0.8)
-        return synthetic._upsample(np.clip(level, 0, 1), self.h, self.w), tint
+        return paper_fields.upsample(np.clip(level, 0, 1), self.h, self.w), tint
 
     def _stamp(self):
         """An inked stamp (coverage HxW, tone): round or oblong rings around a word, rotated,
@@ -346,7 +346,7 @@ class PageClutter:
         draw.text((w / 2, h / 2), word, font=font, fill=255, anchor="mm")
         img = img.rotate(rng.uniform(-35, 35), resample=Image.Resampling.BILINEAR, expand=True)
         patch = np.asarray(img, np.float32) / 255
-        patch *= np.clip(0.7 + 0.5 * synthetic._smooth_noise(rng, *patch.shape, max(4, size / 8)), 0, 1)
+        patch *= np.clip(0.7 + 0.5 * paper_fields.smooth_noise(rng, *patch.shape, max(4, size / 8)), 0, 1)
         alpha = np.zeros((self.h, self.w), np.float32)
         y0, x0 = int(rng.uniform(-0.2, 0.9) * self.h), int(rng.uniform(-0.2, 0.9) * self.w)
         synthetic._paste_max(alpha, patch, x0, y0)
@@ -381,7 +381,7 @@ class PageClutter:
             along, across, size = [(x, y, self.h), (x, self.h - 1 - y, self.h),
                                    (y, x, self.w), (y, self.w - 1 - x, self.w)][side]
             edge = rng.uniform(0.01, 0.12) * size + rng.normal(0, 0.015) * along
-            wobble = synthetic._smooth_noise(rng, 2, along.size, 40)[0].reshape(along.shape)
+            wobble = paper_fields.smooth_noise(rng, 2, along.size, 40)[0].reshape(along.shape)
             edge = edge + rng.uniform(0, 2) * wobble
             inside = across - edge    # px into the page
             shadow = np.exp(-np.maximum(inside, 0) / rng.uniform(2, 25)) * np.float32(rng.uniform(0.2, 0.7))
@@ -392,7 +392,7 @@ class PageClutter:
             beyond = inside < -under
             page[beyond] = 0   # the scanner bed, filled below
             off |= inside < 0
-        noise = synthetic._normal_noise(rng, (self.h, self.w)) * np.float32(rng.uniform(1, 8))
+        noise = paper_fields.normal_noise(rng, (self.h, self.w)) * np.float32(rng.uniform(1, 8))
         bare = off & (page.max(axis=-1) == 0)
         page[bare] = (bed + noise[bare])[:, None] * np.ones(self.channels, np.float32)
         mask = mask.copy()

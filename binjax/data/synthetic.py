@@ -28,6 +28,7 @@ import threading
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from binjax.data import paper_fields
 from binjax.data.handwriting import handwritten_paragraph, scribbles
 
 # Font faces beyond Pillow's built-in Aileron: matplotlib (a project dependency) ships serif,
@@ -144,37 +145,6 @@ class SyntheticDocuments:
         return (f"SyntheticDocuments(num_pages={self.num_pages}, height={self.height}, "
                 f"width={self.width}, channels={self.channels}, seed={self.seed}, "
                 f"clutter={self.clutter!r})")
-
-
-# ----------------------------------------------------------------------------- smooth fields
-
-def _smooth_noise(rng, height: int, width: int, cell: float) -> np.ndarray:
-    """float32 HxW smooth noise, roughly unit variance, features about `cell` pixels wide."""
-    gh = max(2, math.ceil(height / cell) + 1)
-    gw = max(2, math.ceil(width / cell) + 1)
-    low = rng.standard_normal((gh, gw), dtype=np.float32)
-    up = np.asarray(Image.fromarray(low).resize((width, height), Image.Resampling.BICUBIC))
-    return up * np.float32(1.23)  # interpolating between the grid points shrinks the spread
-
-
-def _normal_noise(rng, shape: tuple[int, ...]) -> np.ndarray:
-    """Approximately standard-normal float32 noise: the Irwin-Hall sum of three uniform bytes.
-
-    Several times cheaper than Generator.standard_normal, and pixel noise needs no exact tails.
-    """
-    n = math.prod(shape)
-    b = np.frombuffer(rng.bytes(3 * n), np.uint8).reshape(3, n)
-    s = b[0].astype(np.float32)
-    s += b[1]
-    s += b[2]
-    s -= np.float32(382.5)
-    s *= np.float32(1 / 128.0)   # each byte has standard deviation 73.9; three: 128.0
-    return s.reshape(shape)
-
-
-def _upsample(low: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(np.ascontiguousarray(low, np.float32)).resize(
-        (width, height), Image.Resampling.BILINEAR))
 
 
 # ----------------------------------------------------------------------------- ink layout
@@ -381,10 +351,10 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     presence = None
     if on[0] < 0.35:
         cut = rng.uniform(-1.6, -0.5)
-        presence = np.clip((_smooth_noise(rng, h, w, rng.uniform(3, 10)) - cut) * 2, 0.0, 1.0)
+        presence = np.clip((paper_fields.smooth_noise(rng, h, w, rng.uniform(3, 10)) - cut) * 2, 0.0, 1.0)
     fade = None
     if on[1] < (clutter.settings.faded_ink if clutter is not None else FADED_SHARE):
-        n = _smooth_noise(rng, h, w, rng.uniform(40, 200))
+        n = paper_fields.smooth_noise(rng, h, w, rng.uniform(40, 200))
         fade = 1 - rng.uniform(0.15, 0.5) * np.clip(n * 0.5 + 0.5, 0, 1)
     cover = np.maximum(print_alpha, hand_alpha)
     if presence is not None:
@@ -392,10 +362,10 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     mask = (cover >= 0.5).astype(np.uint8)
 
     # Paper (a grey level per pixel, times the paper colour): mottling and fine grain.
-    field = _smooth_noise(rng, h, w, rng.uniform(30, 120))
+    field = paper_fields.smooth_noise(rng, h, w, rng.uniform(30, 120))
     field *= np.float32(0.03 * rng.uniform(0.3, 1.5))
     field += 1
-    field += _normal_noise(rng, (h, w)) * np.float32(0.02 * rng.uniform(0.2, 1.5))
+    field += paper_fields.normal_noise(rng, (h, w)) * np.float32(0.02 * rng.uniform(0.2, 1.5))
     # Bleed-through: the back page's ink, mirrored, blurred and faint; its colour is a darker
     # paper colour, so it too is a grey-level factor. Made and blurred at a third of the size.
     if on[2] < 0.4:
@@ -407,8 +377,8 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
         strength = rng.uniform(0.15, 0.65) * (1 - rng.uniform(0.3, 0.7)) / 255
         field *= 1 - np.asarray(back, np.float32)[:, ::-1] * np.float32(strength)
     # Light and, in grey, stains multiply paper and ink alike: one grey-level factor.
-    light = _illumination(rng, h, w) if on[4] < 0.55 else None
-    stain = _stains(rng, h, w) if on[3] < 0.45 else None
+    light = paper_fields.illumination(rng, h, w) if on[4] < 0.55 else None
+    stain = paper_fields.stains(rng, h, w) if on[3] < 0.45 else None
     shading = clutter.settings.paper_shading if clutter is not None else 1.0
     if shading != 1.0:   # shallower light falloff and stains: lighter paper (no draw changes)
         light = None if light is None else np.float32(1 - shading) + np.float32(shading) * light
@@ -444,7 +414,7 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     if clutter is not None:   # ring stains, stamps, gutter shadows, scan borders: over the ink
         mask = clutter.over_ink(page, mask, paper)
     if on[6] < 0.5:   # sensor noise; blurred below when blur is on, like correlated scan noise
-        noise = _normal_noise(rng, (h, w))
+        noise = paper_fields.normal_noise(rng, (h, w))
         noise *= np.float32(rng.uniform(2, 14))
         page += noise[..., None]
     img = np.clip(page, 0, 255, out=page).astype(np.uint8)
@@ -463,47 +433,3 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
             buf, format="JPEG", quality=int(rng.integers(15, 85)))
         img = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
     return {"image": np.ascontiguousarray(img.reshape(h, w, channels)), "mask": mask}
-
-
-def _stains(rng, h, w) -> tuple[np.ndarray, np.ndarray]:
-    """Stain darkness in [0, 1] (float32 HxW, made at quarter size) and the stains' RGB tint."""
-    lh, lw = max(2, h // 4), max(2, w // 4)
-    yy, xx = np.mgrid[0:lh, 0:lw].astype(np.float32)
-    edge = _smooth_noise(rng, lh, lw, rng.uniform(4, 12))
-    clear = np.ones((lh, lw), np.float32)
-    for _ in range(int(rng.integers(1, 6))):
-        cy, cx = rng.uniform(-0.1, 1.1) * lh, rng.uniform(-0.1, 1.1) * lw
-        ry = math.exp(rng.uniform(math.log(0.03), math.log(0.3))) * max(lh, lw)
-        rx = ry * rng.uniform(0.5, 2.0)
-        t = rng.uniform(0, math.pi)
-        dy, dx = yy - cy, xx - cx
-        u = (dx * math.cos(t) + dy * math.sin(t)) / rx
-        v = (-dx * math.sin(t) + dy * math.cos(t)) / ry
-        d = np.sqrt(u * u + v * v) + 0.15 * edge
-        sharp = rng.random() < 0.35      # water stains have crisp edges; grease and foxing don't
-        soft = rng.uniform(0.08, 0.3) if sharp else rng.uniform(0.5, 1.0)
-        blob = np.clip((1 - d) / soft, 0, 1)
-        if sharp and rng.random() < 0.5:   # a coffee-ring tide mark: darker rim
-            blob = np.clip(blob * 0.5 + np.exp(-((d - 1) / 0.05) ** 2), 0, 1)
-        clear *= 1 - rng.uniform(0.2, 0.75) * blob
-    tint = np.array([1.0, rng.uniform(0.75, 0.95), rng.uniform(0.45, 0.85)])  # brownish
-    tint *= rng.uniform(0.45, 0.9)
-    return _upsample(1 - clear, h, w), tint
-
-
-def _illumination(rng, h, w) -> np.ndarray:
-    """Multiplicative light field, float32 HxW in about [0.3, 1.05]."""
-    y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
-    x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
-    t = rng.uniform(0, 2 * math.pi)
-    grad = math.cos(t) * x + math.sin(t) * y     # Python floats keep the arrays float32
-    grad = (grad - grad.min()) / max(float(grad.max() - grad.min()), 1e-6)
-    light = 1 - rng.uniform(0.0, 0.4) * grad
-    if rng.random() < 0.5:   # vignetting around an off-centre point
-        cy, cx = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8)
-        light = light - rng.uniform(0.1, 0.4) * ((y - cy) ** 2 + (x - cx) ** 2)
-    if rng.random() < 0.3:   # a book gutter's shadow along one edge
-        dist = [x, 1 - x, y, 1 - y][int(rng.integers(4))]
-        light = light * (1 - rng.uniform(0.3, 0.7) * np.exp(-dist / rng.uniform(0.03, 0.15)))
-    light = light + 0.06 * rng.uniform(0, 1) * _smooth_noise(rng, h, w, max(h, w) / 3)
-    return np.clip(light, 0.25, 1.05).astype(np.float32)
