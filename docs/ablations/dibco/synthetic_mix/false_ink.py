@@ -38,7 +38,8 @@ ARMS = {r"data\.contrast=stretch,seed=(\d)$": "stretch recipe",
         r"faintest_ink=0\.6,seed=(\d)$": "synthetic 0.5, no faint ink",
         r"synthetic_fraction=0\.5,num_steps=4000,seed=(\d)$": "synthetic 0.5, 4000 steps",
         r"faded_ink=0\.0,seed=(\d)$": "synthetic 0.5, no faded ink",
-        r"darkest_bleed=0\.5,seed=(\d)$": "synthetic 0.5, bleed-through at most half"}
+        r"darkest_bleed=0\.5,seed=(\d)$": "synthetic 0.5, bleed-through at most half",
+        r"paper_shading=0\.0,seed=(\d)$": "synthetic 0.5, light paper"}
 # Collection -> the fold that tests it: the two that decide the worst collection, then the DIBCO
 # years, where the synthetic arm loses (the fold models' binaries are looked up per fold).
 FOLD_OF = {"bickley": "bickley", "msi2015": "msi2015",
