@@ -31,7 +31,8 @@ import time
 
 FAILURE_KEY = "binjax/failed"
 _EXITED_DIR = "binjax/exited/"
-_POLL_S = 0.5         # how often a watcher looks for a failed peer
+_POLL_S = 0.5         # how often a watcher looks for a failed peer, on a few hosts
+_POLLS_PER_S = 200    # at most this many looks a second reach process 0's store, however many hosts
 _EXIT_WAIT_S = 10.0   # how long process 0 waits for the others to be gone before it goes
 
 _watcher: threading.Thread | None = None
@@ -68,8 +69,8 @@ def watch_peers() -> None:
 def _watch(client) -> None:
     import jax  # noqa: PLC0415
 
-    me = jax.process_index()
-    while not _stop_watching.wait(_POLL_S):
+    me, interval = jax.process_index(), max(_POLL_S, jax.process_count() / _POLLS_PER_S)
+    while not _stop_watching.wait(interval):
         try:
             value = client.key_value_try_get(FAILURE_KEY)
         except Exception as e:  # noqa: BLE001 -- NOT_FOUND: no failure yet; anything else: the service is gone
@@ -86,7 +87,7 @@ def _watch(client) -> None:
 def _stop() -> None:
     _stop_watching.set()
     if _watcher is not None:
-        _watcher.join(timeout=10 * _POLL_S)
+        _watcher.join(timeout=10.0)   # one look at the store: milliseconds
 
 
 def stop_every_process(message: str, exit_code: int) -> None:
