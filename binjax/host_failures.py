@@ -40,12 +40,11 @@ _stop_watching = threading.Event()
 
 
 def _client():
-    """jax.distributed's client, or None when this is not a multi-process run."""
-    import jax  # noqa: PLC0415  (imported late: the launchers set XLA flags before jax starts)
-    from jax._src import distributed  # noqa: PLC0415  (the key-value store has no public API yet)
-
-    client = distributed.global_state.client   # None unless jax.distributed was initialised
-    if client is None or jax.process_count() < 2:
+    """jax.distributed's client, or None when this is not a multi-process run. Never imports
+    jax: an error before jax was ever imported (a bad flag of `binarize`) is not worth its start."""
+    distributed = sys.modules.get("jax._src.distributed")   # the key-value store has no public API yet
+    client = None if distributed is None else distributed.global_state.client   # None unless initialised
+    if client is None or sys.modules["jax"].process_count() < 2:
         return None
     return client
 
