@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from binjax import cpu_kernels, sharding, train
+from binjax import cpu_kernels, page_context, sharding, train
 from binjax.binarizers import DEFAULT_OVERLAP
 
 
@@ -89,7 +89,7 @@ def train_throughput(config: ml_collections.ConfigDict, *, steps: int = 10, warm
     jitted = train.make_steps(config, mesh)
     state = jitted.init()
     rng = np.random.default_rng(0)
-    p, c, b = config.data.patch_size, config.data.channels, config.batch_size
+    p, c, b = config.data.patch_size, page_context.model_channels(config.data), config.batch_size
     host = {
         "image": rng.integers(0, 256, (b, p, p, c), dtype=np.uint8),
         "mask": (rng.random((b, p, p, 1)) < 0.1).astype(np.uint8),
@@ -151,7 +151,7 @@ def inference_throughput(
     # As binjax.binarizers.ModelBinarizer runs it: tiles of a batch spread over all local devices.
     predict_fn = inference.make_predict_fn(model, devices=jax.local_devices())
     rng = np.random.default_rng(0)
-    page = rng.integers(0, 256, (height, width, config.data.channels), dtype=np.uint8)
+    page = rng.integers(0, 256, (height, width, page_context.model_channels(config.data)), dtype=np.uint8)
 
     start = time.perf_counter()  # first call compiles; a small page is enough to trigger it
     inference.sliding_window_predict(predict_fn, page[:tile, :tile], tile=tile, overlap=overlap, batch_size=batch_size)

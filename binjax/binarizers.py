@@ -21,6 +21,7 @@ import numpy as np
 
 from binjax import baselines, imageio, released, text_scale
 from binjax import contrast as contrast_lib
+from binjax import page_context
 from binjax.errors import ConfigError
 
 # = binjax.inference.DEFAULT_OVERLAP, which this module does not import: it loads JAX.
@@ -78,6 +79,7 @@ class ModelBinarizer:
         # Page contrast normalization (binjax.contrast): as asked, else as the model was trained.
         self.contrast = (contrast_lib.parse_contrast(contrast)
                          or contrast_lib.parse_contrast(self.config.data.get("contrast", "none")))
+        self.context = page_context.parse_context(self.config.data.get("context", "none"))
         self.options = dict(tile=int(tile), overlap=float(overlap), batch_size=int(batch_size),
                             flip_tta=bool(flip_tta), threshold=float(threshold))
         self._binarize_page = inference.binarize_page
@@ -90,14 +92,23 @@ class ModelBinarizer:
                             + ", ".join(f"{k}={v}" for k, v in self.options.items())
                             + (f", rescale={self.rescale}" if self.rescale is not None else "")
                             + (f", contrast={self.contrast}" if self.contrast != "none" else "")
+                            + (f", context={self.context}" if self.context != "none" else "")
                             + f"; {self.num_devices} {jax.devices()[0].platform} device(s))")
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.rescale is not None:
             return self.probability(image) > self.options["threshold"]
-        image = contrast_lib.normalize(imageio.to_channels(image, self.channels), self.contrast)
-        ink = self._binarize_page(self._predict_fn, image, **self.options)
+        ink = self._binarize_page(self._predict_fn, self._with_context(self._prepared(image)), **self.options)
         return np.asarray(ink, dtype=bool)
+
+    def _prepared(self, image: np.ndarray) -> np.ndarray:
+        """The page in the model's image channels, contrast-normalized as it asks."""
+        return contrast_lib.normalize(imageio.to_channels(image, self.channels), self.contrast)
+
+    def _with_context(self, page: np.ndarray) -> np.ndarray:
+        """The prepared page with the model's page-context channel, if it takes one
+        (config.data.context): computed on the whole page, at the scale the model sees it."""
+        return page_context.add_context(page, self.context)
 
     def probability(self, image: np.ndarray) -> np.ndarray:
         """float32 HxW ink probability of the page (what __call__ thresholds): the tiled
@@ -105,11 +116,11 @@ class ModelBinarizer:
         from binjax import inference  # noqa: PLC0415
 
         options = {k: v for k, v in self.options.items() if k != "threshold"}
-        image = contrast_lib.normalize(imageio.to_channels(image, self.channels), self.contrast)
+        image = self._prepared(image)
         if self.rescale is None:
-            return inference.sliding_window_predict(self._predict_fn, image, **options)
+            return inference.sliding_window_predict(self._predict_fn, self._with_context(image), **options)
         return text_scale.rescaled_probability(
-            lambda page: inference.sliding_window_predict(self._predict_fn, page, **options), image,
+            lambda page: inference.sliding_window_predict(self._predict_fn, self._with_context(page), **options), image,
             text_scale.page_factor(self.rescale, image), tile=self.options["tile"])
 
 

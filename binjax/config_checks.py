@@ -17,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from binjax import contrast, defaults, losses, models, optim
+from binjax import contrast, defaults, losses, models, optim, page_context
 from binjax.data import clutter, pipeline, sources
 from binjax.errors import ConfigError
 
@@ -36,7 +36,7 @@ RESUME_SAFE_KEYS = (
 )
 
 # The keys that can change the train state's shapes: the model, its input, the optimizer's state.
-SHAPING_KEYS = ("model.", "data.channels", "optimizer.name", "optimizer.grad_clip_norm")
+SHAPING_KEYS = ("model.", "data.channels", "data.context", "optimizer.name", "optimizer.grad_clip_norm")
 
 
 def _get(config, key: str) -> Any:
@@ -110,6 +110,7 @@ def _check_data(data) -> None:
     _choice(c, "data.source", sources.SOURCES)
     _choice(c, "data.channels", (1, 3))
     _choice(c, "data.contrast", contrast.MODES)
+    _choice(c, "data.context", page_context.MODES)
     _integer(c, "data.patch_size", 8)
     _integer(c, "data.val_patches", 1)
     _number(c, "data.fg_patch_fraction", 0.0, 1.0)

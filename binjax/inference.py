@@ -123,9 +123,9 @@ def _as_hwc_uint8(image: np.ndarray, in_channels: int | None) -> np.ndarray:
         raise ValueError(f"sliding_window_predict: expected a uint8 image, got dtype {image.dtype}")
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3):
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):  # one more with page context
         raise ValueError(
-            f"sliding_window_predict: expected an image H x W x C with C = 1 or 3, got {image.shape}")
+            f"sliding_window_predict: expected an image H x W x C with C = 1 to 4, got {image.shape}")
     if in_channels is not None and image.shape[2] != in_channels:
         raise ValueError(
             f"sliding_window_predict: the model takes {in_channels} channel(s), the image has "

@@ -22,7 +22,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from binjax import reporting
+from binjax import page_context, reporting
 
 MEASURES = ("fm", "pfm", "psnr", "drd")
 
@@ -110,7 +110,8 @@ def run_scores(workdir, config, *, cache: dict[str, Any]) -> dict[str, float | N
     val, weights = cache[val_key]
     row: dict[str, float | None] = dict(checkpoint_measures(workdir, config, val, weights))
     row["train_images_per_s"] = train_images_per_s(workdir)
-    speed_key = ("speed", config.model.to_json_best_effort(), config.data.channels, config.compute_dtype)
+    speed_key = ("speed", config.model.to_json_best_effort(), page_context.model_channels(config.data),
+                 config.compute_dtype)
     if speed_key not in cache:
         cache[speed_key] = inference_megapixels_per_s(config)
     row["inference_mp_per_s"] = cache[speed_key]

@@ -28,8 +28,8 @@ import tqdm
 from absl import logging
 from flax import nnx
 
-from binjax import (baselines, checkpointing, config_checks, imageio, losses, metrics, models, optim, reporting,
-                    sharding)
+from binjax import (baselines, checkpointing, config_checks, imageio, losses, metrics, models, optim, page_context,
+                    reporting, sharding)
 from binjax.data import pipeline, sources
 from binjax.errors import CheckpointError, ConfigError, TrainingDivergedError
 from binjax.interrupts import stop_between_steps
@@ -45,7 +45,7 @@ def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module
     kwargs = {k: v for k, v in config.model.items() if k != "name"}
     return models.create_model(
         config.model.name,
-        in_channels=config.data.channels,
+        in_channels=page_context.model_channels(config.data),
         rngs=rngs,
         dtype=_DTYPES[config.compute_dtype],
         **kwargs,
@@ -241,11 +241,12 @@ def make_steps(config: ml_collections.ConfigDict, mesh) -> Steps:
     )
 
 
-def otsu_scores(val: dict) -> dict[str, float]:
-    """Otsu's global threshold on each validation patch: the bar a learned model must clear."""
+def otsu_scores(val: dict, image_channels: int) -> dict[str, float]:
+    """Otsu's global threshold on each validation patch (its first `image_channels` channels: the
+    image, without a page-context channel): the bar a learned model must clear."""
     counts = np.zeros(4, np.int64)
     for image, mask in zip(val["image"], val["mask"]):
-        ink = baselines.binarize_classic(imageio.to_channels(image, 1)[..., 0], "otsu")
+        ink = baselines.binarize_classic(imageio.to_channels(image[..., :image_channels], 1)[..., 0], "otsu")
         counts += np.asarray(metrics.confusion_counts(ink, mask[..., 0] > 0), np.int64)
     return {f"val/otsu_{k}": float(v) for k, v in metrics.segmentation_scores(counts).items()}
 
@@ -393,7 +394,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, allo
 
         # ------------------------------------------------------------ Evals
         writer = reporting.MetricWriter(workdir) if is_chief else None
-        baseline = otsu_scores(val)
+        baseline = otsu_scores(val, int(config.data.channels))
         final_scores: dict[str, float] = {}
 
         def run_validation(step: int) -> dict[str, float]:
@@ -402,7 +403,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, allo
             if is_chief:
                 writer.write(step, scores)
                 k = config.num_sample_images
-                grid = reporting.sample_grid(val["image"][:k], probs[:k], val["mask"][:k])
+                grid = reporting.sample_grid(val["image"][:k, ..., :int(config.data.channels)], probs[:k], val["mask"][:k])
                 reporting.save_png(workdir / "samples" / f"step_{step:07d}.png", grid)
                 logging.info(
                     "step %d validation: F1 %.4f (Otsu %.4f), IoU %.4f, loss %.4f",

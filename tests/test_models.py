@@ -74,7 +74,7 @@ def test_unknown_kwarg_names_model_and_valid_kwargs():
 
 def test_bad_in_channels_and_input(grey_models):
     with pytest.raises(ValueError, match="in_channels"):
-        create_model("unet", in_channels=2, rngs=nnx.Rngs(0))
+        create_model("unet", in_channels=5, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="3 channels"):
         grey_models["unet"](batch(1, 16, 16, 3))
     with pytest.raises(ValueError, match="NHWC"):

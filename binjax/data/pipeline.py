@@ -55,6 +55,10 @@ def default_data_config() -> ml_collections.ConfigDict:
         binjax.contrast.normalize does (stretch: its 1st-99th percentile grey levels to the full
         range; flatten: divided by its own paper, then stretched), and so, by default, every page
         the trained model binarizes (binjax.binarizers.ModelBinarizer).
+      context: 'none' or 'paper': 'paper' gives the model the page's paper estimate as one more
+        input channel after the image's, on training, validation and binarized pages alike
+        (binjax.page_context; sources.ContextPages). Photometric augmentations map its levels
+        as they map the image's.
       read_threads: grain reader threads (ReadOptions.num_threads).
       prefetch: batches buffered ahead (ReadOptions.prefetch_buffer_size).
       augment: ConfigDict of augmentations (geometric ones move image and mask together;
@@ -80,6 +84,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     cfg.fg_patch_fraction = 0.33
     cfg.val_fg_patch_fraction = None
     cfg.contrast = "none"
+    cfg.context = "none"
     cfg.read_threads = 2
     cfg.prefetch = 4
     cfg.augment = ml_collections.ConfigDict(dataclasses.asdict(Augment()))
@@ -193,22 +198,29 @@ def sample_crop(
 
 def _resize(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Resizes a square crop to size x size: image bilinear, mask bilinear thresholded at 1/2."""
-    channels = image.shape[-1]
-    pil = Image.fromarray(np.ascontiguousarray(image[..., 0] if channels == 1 else image))
-    out = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR))
+    out = _per_pil_image(image, lambda pil: pil.resize((size, size), Image.Resampling.BILINEAR))
     mask_pil = Image.fromarray(np.ascontiguousarray(mask) * np.uint8(255))
     out_mask = np.asarray(mask_pil.resize((size, size), Image.Resampling.BILINEAR)) >= 128
-    return (out[..., None] if channels == 1 else out), out_mask.astype(np.uint8)
+    return out, out_mask.astype(np.uint8)
+
+
+def _per_pil_image(image: np.ndarray, op) -> np.ndarray:
+    """op on a uint8 HxWxC image through Pillow: as one 'L' or 'RGB' image when C is 1 or 3, else
+    channel by channel (a page-context channel after the image's: binjax.page_context), since
+    Pillow resizes and blurs 2- and 4-channel images as colour with alpha, premultiplied."""
+    channels = image.shape[-1]
+    if channels in (1, 3):
+        out = np.asarray(op(Image.fromarray(np.ascontiguousarray(image[..., 0] if channels == 1 else image))))
+        return out[..., None] if channels == 1 else out
+    return np.stack([np.asarray(op(Image.fromarray(np.ascontiguousarray(image[..., c]))))
+                     for c in range(channels)], axis=-1)
 
 
 def _photometric(image: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
     """Blur, contrast, brightness, gamma and noise on a uint8 patch; returns uint8."""
     if aug.blur_prob > 0 and rng.random() < aug.blur_prob:
         sigma = rng.uniform(*aug.blur_sigma)
-        channels = image.shape[-1]
-        pil = Image.fromarray(np.ascontiguousarray(image[..., 0] if channels == 1 else image))
-        blurred = np.asarray(pil.filter(ImageFilter.GaussianBlur(radius=sigma)))  # radius = sigma
-        image = blurred[..., None] if channels == 1 else blurred
+        image = _per_pil_image(image, lambda pil: pil.filter(ImageFilter.GaussianBlur(radius=sigma)))  # radius = sigma
     # Contrast, brightness and gamma are pointwise maps of the 256 grey levels: build them as
     # one lookup table (3x faster than float arithmetic over the patch).
     levels = np.arange(256, dtype=np.float64) / 255.0
@@ -290,8 +302,9 @@ def _check_example(element: Any) -> tuple[np.ndarray, np.ndarray]:
         mask = mask[..., 0]
     if image.dtype != np.uint8 or mask.dtype != np.uint8:
         raise ValueError(f"image and mask must be uint8, got {image.dtype} and {mask.dtype}")
-    if image.ndim != 3 or image.shape[-1] not in (1, 3) or image.shape[:2] != mask.shape:
-        raise ValueError(f"expected image HxWxC (C = 1 or 3) and mask HxW of the same size, got "
+    # C = 1 or 3, one more with a page-context channel (binjax.page_context)
+    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4) or image.shape[:2] != mask.shape:
+        raise ValueError(f"expected image HxWxC (C = 1 to 4) and mask HxW of the same size, got "
                          f"{image.shape} and {mask.shape}")
     return image, mask
 

@@ -7,7 +7,7 @@ import operator
 import ml_collections
 import numpy as np
 
-from binjax import contrast
+from binjax import contrast, page_context
 from binjax.data import page_checks
 from binjax.data.clutter import Clutter
 from binjax.data.folder import FolderPairs
@@ -145,7 +145,34 @@ def _real_sources(cfg: ml_collections.ConfigDict, source: str):
     raise ValueError(f"config.data.source={source!r} is unknown; known sources: {SOURCES}")
 
 
-class ContrastPages:
+class _PreparedPages:
+    """A source whose pages come out prepared for a model: `_prepare(image)` gives the keys a page
+    gains or replaces, computed once per page on first use and kept (two reader threads may
+    prepare one page at once and keep the same result). Prepared images are read-only: crops are
+    views, and no reader may write into the cache."""
+
+    def __init__(self, pages):
+        self.pages = pages
+        self._prepared: dict[int, dict] = {}  # page index -> the keys it gains or replaces
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def __getitem__(self, index: int):
+        element = self.pages[index]
+        index = operator.index(index)
+        if index not in self._prepared:
+            prepared = self._prepare(np.asarray(element["image"]))
+            if "image" in prepared:
+                prepared["image"].setflags(write=False)
+            self._prepared[index] = prepared
+        return {**element, **self._prepared[index]}
+
+    def _prepare(self, image: np.ndarray) -> dict:
+        raise NotImplementedError
+
+
+class ContrastPages(_PreparedPages):
     """A source whose pages come out prepared as binjax.contrast prepares a page for a model.
 
     mode 'stretch': {'image', 'mask'} pages come out with 'contrast_levels': (lo, hi) of the whole
@@ -162,53 +189,71 @@ class ContrastPages:
     def __init__(self, pages, mode: str):
         if mode not in ("stretch", "flatten"):
             raise ValueError(f"ContrastPages prepares 'stretch' or 'flatten' pages, not {mode!r}")
-        self.pages, self.mode = pages, mode
-        self._prepared: dict[int, dict] = {}  # page index -> the keys it gains or replaces
+        super().__init__(pages)
+        self.mode = mode
 
-    def __len__(self) -> int:
-        return len(self.pages)
-
-    def __getitem__(self, index: int):
-        element = self.pages[index]
-        index = operator.index(index)
-        if index not in self._prepared:
-            image = np.asarray(element["image"])
-            if self.mode == "stretch":
-                self._prepared[index] = {"contrast_levels": contrast.percentile_levels(image)}
-            else:
-                flat = contrast.flatten(image)
-                flat.setflags(write=False)  # crops are views: no reader may write into the cache
-                self._prepared[index] = {"image": flat}
-        return {**element, **self._prepared[index]}
+    def _prepare(self, image: np.ndarray) -> dict:
+        if self.mode == "stretch":
+            return {"contrast_levels": contrast.percentile_levels(image)}
+        return {"image": contrast.flatten(image)}
 
     def __repr__(self) -> str:
         return f"ContrastPages({self.pages!r}, {self.mode!r})"
 
 
+class ContextPages(_PreparedPages):
+    """A source whose pages come out as a model with page context takes them (binjax.page_context):
+    'image' is the page prepared by `contrast_mode` (binjax.contrast.normalize) with its context
+    channel after the image's. The context needs the whole page, so each page is prepared once
+    and kept (its pixels and one more channel: ~400 million values for ../shared/data and 2000
+    synthetic pages of 512 x 512).
+    """
+
+    def __init__(self, pages, contrast_mode: str, context: str):
+        page_context.extra_channels(context)  # ConfigError for an unknown mode
+        super().__init__(pages)
+        self.contrast_mode, self.context = contrast_mode, context
+
+    def _prepare(self, image: np.ndarray) -> dict:
+        image = image[..., None] if image.ndim == 2 else image
+        return {"image": page_context.add_context(contrast.normalize(image, self.contrast_mode), self.context)}
+
+    def __repr__(self) -> str:
+        return f"ContextPages({self.pages!r}, {self.contrast_mode!r}, {self.context!r})"
+
+
 def make_sources(cfg: ml_collections.ConfigDict, seed: int):
     """Returns (train_source, val_source): random-access sources of {'image', 'mask'} pages."""
-    train, val = _make_sources(cfg, seed)
-    mode = cfg.get("contrast", "none")
+    return _make_sources(cfg, seed, _preparation(cfg))
+
+
+def _preparation(cfg: ml_collections.ConfigDict):
+    """What wraps each source of pages so that the model sees them as it will at inference
+    (config.data.contrast, config.data.context). It wraps the real and synthetic sources before
+    MixedPages joins them, so a real page repeated in the mix is prepared and kept once."""
+    mode, context = cfg.get("contrast", "none"), cfg.get("context", "none")
+    if page_context.extra_channels(context):
+        return lambda pages: ContextPages(pages, mode, context)
     if mode in ("stretch", "flatten"):
-        return ContrastPages(train, mode), ContrastPages(val, mode)
-    return train, val
+        return lambda pages: ContrastPages(pages, mode)
+    return lambda pages: pages
 
 
-def _make_sources(cfg: ml_collections.ConfigDict, seed: int):
+def _make_sources(cfg: ml_collections.ConfigDict, seed: int, prepare):
     if cfg.source == "synthetic":
         syn = cfg.synthetic
-        return (_synthetic_source(cfg, syn.train_pages, seed),
-                _synthetic_source(cfg, syn.val_pages, seed + _VALIDATION_SEED_OFFSET))
+        return (prepare(_synthetic_source(cfg, syn.train_pages, seed)),
+                prepare(_synthetic_source(cfg, syn.val_pages, seed + _VALIDATION_SEED_OFFSET)))
     if cfg.source == "mix":
         real = cfg.mix.real
         if real not in REAL_SOURCES:
             raise ValueError(f"config.data.mix.real={real!r}: must be one of {list(REAL_SOURCES)}")
         fraction = float(cfg.mix.synthetic_fraction)
-        real_train, real_val = _real_sources(cfg, real)
+        real_train, real_val = map(prepare, _real_sources(cfg, real))
         if fraction <= 0.0:
             return real_train, real_val
         if fraction >= 1.0:
-            return _synthetic_source(cfg, cfg.synthetic.train_pages, seed), real_val
+            return prepare(_synthetic_source(cfg, cfg.synthetic.train_pages, seed)), real_val
         return MixedPages.with_fraction(real_train, fraction, cfg.synthetic.train_pages,
-                                        lambda n: _synthetic_source(cfg, n, seed)), real_val
-    return _real_sources(cfg, cfg.source)
+                                        lambda n: prepare(_synthetic_source(cfg, n, seed))), real_val
+    return tuple(map(prepare, _real_sources(cfg, cfg.source)))

@@ -50,10 +50,12 @@ def check_model_config(name: str, kwargs: Mapping[str, Any]) -> None:
 
 
 def create_model(name: str, *, in_channels: int, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
-    """Builds the registered model `name` for `in_channels` (1 or 3) input channels."""
+    """Builds the registered model `name` for `in_channels` input channels: the image's 1 or 3, and
+    one more when it takes a page-context channel (binjax.page_context)."""
     check_model_config(name, kwargs)
-    if in_channels not in (1, 3):
-        raise ValueError(f"model {name!r}: in_channels must be 1 or 3, got {in_channels}")
+    if in_channels not in (1, 2, 3, 4):
+        raise ValueError(f"model {name!r}: in_channels must be 1 to 4 (1 or 3 image channels, one more "
+                         f"with page context), got {in_channels}")
     return MODELS[name](in_channels, rngs=rngs, **kwargs)
 
 

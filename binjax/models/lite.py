@@ -83,7 +83,7 @@ class LiteUNet(nnx.Module):
     """Lightweight inverted-residual encoder-decoder with U-Net skips (see the module docstring).
 
     Args:
-      in_channels: 1 or 3.
+      in_channels: 1 or 3 (grey or RGB), one more with a page-context channel.
       widths: channels at 1/2, 1/4, 1/8, 1/16 ... resolution; one stride-2 step per entry, so
         inputs are padded to a multiple of 2**len(widths).
       blocks: inverted-residual blocks per encoder stage (same length as widths).

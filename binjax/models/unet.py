@@ -34,7 +34,7 @@ class UNet(nnx.Module):
     """U-Net with `depth` downsamplings; inputs of any size are padded to a multiple of 2**depth.
 
     Args:
-      in_channels: 1 (grey) or 3 (RGB).
+      in_channels: 1 (grey) or 3 (RGB), one more with a page-context channel.
       depth: number of 2x downsamplings; the bottleneck runs at 1/2**depth resolution.
       base_width: width of the first level; level i has base_width * 2**i channels and the
         bottleneck base_width * 2**depth.

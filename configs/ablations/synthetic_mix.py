@@ -22,7 +22,7 @@ is wrapped in sources.ContrastPages), so the model sees every page as it will at
                      few real-page steps at the end take back what the synthetic pages cost the
                      DIBCO years, and keep what they won?
 
-Seeds 0 and 1; 7 folds, so the mix sweep is 112 runs (~42 h on 2 idle CPU cores, ~20 min a run,
+Seeds 0 and 1; 7 folds, so the mix sweep is 126 runs (~42 h on 2 idle CPU cores, ~20 min a run,
 40 at twice the steps; `--only` picks folds) and the stages 14 each. Paper and ink colours come
 from the fold's training collections only, so no test collection lends its colours.
 
@@ -55,6 +55,11 @@ DARKEST_BLEED = 0.5  # data.synthetic.clutter.darkest_bleed: bleed-through at mo
 # dark_paper.md. This arm draws no uneven light or stains into the paper (18 % -> 12 % of it
 # darker than mid-grey after the stretch) and keeps every clutter kind.
 LIGHT_PAPER = 0.0   # data.synthetic.clutter.paper_shading
+# Light paper traded MSI 2015 (the darkest paper) for Bickley as the mix traded the DIBCO years
+# for Bickley: what the pages teach depends on how dark the page's paper is, which a tile does
+# not show. This arm gives the model the page's paper estimate as one more input channel
+# (binjax/page_context.py), on every page, real and synthetic, in training and at inference.
+PAPER_CONTEXT = "paper"   # data.context
 SEEDS = (0, 1)
 # Every kind on a fair share of the pages; a page mostly gets two or three kinds at once.
 CLUTTER = dict(bleed_through=0.5, scan_border=0.3, gutter=0.2, ruled=0.25, frame=0.15,
@@ -111,11 +116,13 @@ def get_sweep(arg: str | None = None):
     mixes = [{**fold, "data.mix.synthetic_fraction": f} for fold in folds for f in FRACTIONS]
     # The arms at fraction 0.5, each changing one thing, every fold: no faint ink, twice the
     # config's own steps (4000 for the protocol, a tiny run for ',smoke'), no faded ink,
-    # bleed-through at most half as dark, and paper without uneven light or stains.
+    # bleed-through at most half as dark, paper without uneven light or stains, and the page's
+    # paper estimate as an input channel.
     arms = [{"data.synthetic.clutter.faintest_ink": FAINTEST_INK},
             {"num_steps": 2 * get_config(arg).num_steps},
             {"data.synthetic.clutter.faded_ink": NO_FADED_INK},
             {"data.synthetic.clutter.darkest_bleed": DARKEST_BLEED},
-            {"data.synthetic.clutter.paper_shading": LIGHT_PAPER}]
+            {"data.synthetic.clutter.paper_shading": LIGHT_PAPER},
+            {"data.context": PAPER_CONTEXT}]
     at_half = [{**fold, "data.mix.synthetic_fraction": FRACTIONS[-1], **arm} for arm in arms for fold in folds]
     return sweep.with_seeds(mixes + at_half, SEEDS)
