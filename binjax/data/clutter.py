@@ -150,7 +150,7 @@ def real_colours() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
 
 def _tone(rgb, channels: int) -> np.ndarray:
     """RGB reflectance in [0, 1] as the page's channels (grey: luma)."""
-    return synthetic._colour(np.asarray(rgb, float), channels)
+    return synthetic.channel_colour(np.asarray(rgb, float), channels)
 
 
 def _multiply(page: np.ndarray, alpha: np.ndarray, tone: np.ndarray) -> None:
@@ -291,7 +291,7 @@ class PageClutter:
         front ink's colour. Laid out at half size, mirrored, shifted, blurred and uneven."""
         rng = self.rng
         bh, bw = max(8, self.h // 2), max(8, self.w // 2)
-        back = np.maximum(*synthetic._layout_ink(rng, bh, bw, scale=0.5))[:, ::-1]
+        back = np.maximum(*synthetic.layout_ink(rng, bh, bw, scale=0.5))[:, ::-1]
         dy, dx = (int(rng.uniform(-0.1, 0.1) * s) for s in (bh, bw))
         back = np.roll(back, (dy, dx), axis=(0, 1))
         img = Image.fromarray((back * 255).astype(np.uint8))
@@ -341,15 +341,15 @@ class PageClutter:
             draw.ellipse([5 * pen, 5 * pen, w - 1 - 5 * pen, h - 1 - 5 * pen], outline=255, width=pen)
         else:
             draw.rectangle([pen, pen, w - 1 - pen, h - 1 - pen], outline=255, width=2 * pen)
-        font = synthetic._font(int(rng.integers(len(synthetic._FONT_FILES))), max(6, h // 5))
-        word = " ".join(synthetic._random_words(rng, 2)).upper()[:12]
+        font = synthetic.load_font(int(rng.integers(len(synthetic.FONT_FILES))), max(6, h // 5))
+        word = " ".join(synthetic.random_words(rng, 2)).upper()[:12]
         draw.text((w / 2, h / 2), word, font=font, fill=255, anchor="mm")
         img = img.rotate(rng.uniform(-35, 35), resample=Image.Resampling.BILINEAR, expand=True)
         patch = np.asarray(img, np.float32) / 255
         patch *= np.clip(0.7 + 0.5 * paper_fields.smooth_noise(rng, *patch.shape, max(4, size / 8)), 0, 1)
         alpha = np.zeros((self.h, self.w), np.float32)
         y0, x0 = int(rng.uniform(-0.2, 0.9) * self.h), int(rng.uniform(-0.2, 0.9) * self.w)
-        synthetic._paste_max(alpha, patch, x0, y0)
+        synthetic.paste_max(alpha, patch, x0, y0)
         tone = _tone(_STAMP_COLOURS[int(rng.integers(len(_STAMP_COLOURS)))], self.channels)
         return alpha * np.float32(rng.uniform(0.45, 0.95)), tone
 

@@ -51,15 +51,16 @@ def _find_font_files() -> tuple[str | None, ...]:
     return tuple(files)
 
 
-_FONT_FILES = _find_font_files()
+FONT_FILES = _find_font_files()
 _font_cache = threading.local()  # FreeType faces are not shared between grain read threads.
 
 
-def _font(index: int, size: int) -> ImageFont.FreeTypeFont:
+def load_font(index: int, size: int) -> ImageFont.FreeTypeFont:
+    """FONT_FILES[index] at `size` pixels, loaded once per reader thread."""
     cache = _font_cache.__dict__.setdefault("fonts", {})
     key = (index, size)
     if key not in cache:
-        path = _FONT_FILES[index]
+        path = FONT_FILES[index]
         cache[key] = (ImageFont.load_default(size=size) if path is None
                       else ImageFont.truetype(path, size))
     return cache[key]
@@ -100,7 +101,7 @@ def render_page(seed: int, height: int, width: int, channels: int = 1, *,
     if height < 8 or width < 8:
         raise ValueError(f"render_page: page must be at least 8x8, got {height}x{width}")
     rng = np.random.default_rng(seed)
-    print_alpha, hand_alpha = _layout_ink(rng, height, width, lines=lines)
+    print_alpha, hand_alpha = layout_ink(rng, height, width, lines=lines)
     if lines is not None:
         for line in lines:
             x0, y0, x1, y1 = line["box"]
@@ -149,7 +150,7 @@ class SyntheticDocuments:
 
 # ----------------------------------------------------------------------------- ink layout
 
-def _layout_ink(rng, height: int, width: int, scale: float = 1.0, lines: list | None = None):
+def layout_ink(rng, height: int, width: int, scale: float = 1.0, lines: list | None = None):
     """Front-side ink coverage in [0, 1]: (printed text, handwriting), float32 HxW each.
 
     lines: a list to which the printed lines are appended (see render_page).
@@ -190,7 +191,9 @@ def _layout_ink(rng, height: int, width: int, scale: float = 1.0, lines: list | 
             np.asarray(hand_img, np.float32) / 255)
 
 
-def _random_words(rng, n: int) -> list[str]:
+def random_words(rng, n: int) -> list[str]:
+    """n pseudo-words with English word lengths and letter frequencies (a few numbers, capitalized
+    or upper-case, some with punctuation)."""
     lengths = rng.choice(np.arange(1, 13), size=n, p=_WORD_LEN_P)
     letters = "".join(_LETTERS[rng.choice(26, size=int(lengths.sum()), p=_LETTER_P)])
     ends = np.cumsum(lengths)
@@ -221,7 +224,7 @@ def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_c
     heading = rng.random() < 0.12
     if heading:
         size = int(min(size_cap, size * rng.uniform(1.3, 2.0)))
-    font = _font(int(rng.integers(len(_FONT_FILES))), size)
+    font = load_font(int(rng.integers(len(FONT_FILES))), size)
     stroke = int(rng.random() < 0.15) * max(1, size // 20)
     stretch = rng.uniform(0.8, 1.25)
     shear = rng.uniform(-0.25, 0.25) if rng.random() < 0.2 else rng.uniform(-0.03, 0.03)
@@ -233,7 +236,7 @@ def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_c
     para = Image.new("L", (src_w, n_lines * line_h + size), 0)
     draw = ImageDraw.Draw(para)
     space = font.getlength(" ")
-    words = _random_words(rng, 8 * n_lines)
+    words = random_words(rng, 8 * n_lines)
     wi = 0
     drawn = []  # (text, box in the paragraph image) for `lines`
     for line in range(n_lines):
@@ -244,7 +247,7 @@ def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_c
         budget, text, used = (src_w - indent) * fill, [], 0.0
         while True:
             if wi == len(words):
-                words += _random_words(rng, 32)
+                words += random_words(rng, 32)
             wl = font.getlength(words[wi])
             if used + wl > budget and text:
                 break
@@ -258,7 +261,7 @@ def _printed_paragraph(rng, canvas, x0, y0, col_w, y_end, density, scale, size_c
             drawn.append((" ".join(text), draw.textbbox((indent, line * line_h + jitter), " ".join(text),
                                                         font=font, stroke_width=stroke)))
     out = _affine(para, stretch, shear, angle)
-    _paste_max(canvas, np.asarray(out), x0, y0)
+    paste_max(canvas, np.asarray(out), x0, y0)
     if lines is not None:
         fwd, lo = _affine_forward(para.size, stretch, shear, angle)
         for text, (bx0, by0, bx1, by1) in drawn:
@@ -295,7 +298,8 @@ def _affine(img: Image.Image, stretch: float, shear: float, angle_deg: float) ->
                          resample=Image.Resampling.BILINEAR)
 
 
-def _paste_max(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
+def paste_max(canvas: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
+    """canvas = max(canvas, patch) where the patch, its top-left corner at (x, y), overlaps it."""
     h, w = canvas.shape
     ys, xs = max(0, -y), max(0, -x)
     ye, xe = min(patch.shape[0], h - y), min(patch.shape[1], w - x)
@@ -318,7 +322,8 @@ def _random_colours(rng):
     return paper, ink(), ink()
 
 
-def _colour(rgb: np.ndarray, channels: int) -> np.ndarray:
+def channel_colour(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """An RGB colour as `channels` values: itself, or its ITU-R 601 luma for grey pages."""
     rgb = np.asarray(rgb, np.float32)
     return rgb if channels == 3 else np.array([rgb @ _LUMA], np.float32)
 
@@ -342,7 +347,7 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     paper_rgb, ink1_rgb, ink2_rgb = _random_colours(rng)
     if clutter is not None:
         paper_rgb, ink1_rgb, ink2_rgb = clutter.colours(paper_rgb, ink1_rgb, ink2_rgb)
-    paper, ink1, ink2 = (_colour(c, channels) * 255 for c in (paper_rgb, ink1_rgb, ink2_rgb))
+    paper, ink1, ink2 = (channel_colour(c, channels) * 255 for c in (paper_rgb, ink1_rgb, ink2_rgb))
 
     # Faded and broken ink. `fade` lowers contrast but the ink is still there, so it stays in
     # the mask. `presence` < 1 is ink gone (abraded, flaked off): as in DIBCO ground truth,
@@ -370,7 +375,7 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     # paper colour, so it too is a grey-level factor. Made and blurred at a third of the size.
     if on[2] < 0.4:
         bh, bw = max(8, h // 3), max(8, w // 3)
-        back = np.maximum(*_layout_ink(rng, bh, bw, scale=1 / 3))
+        back = np.maximum(*layout_ink(rng, bh, bw, scale=1 / 3))
         back = Image.fromarray((back * 255).astype(np.uint8))
         back = back.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
         back = back.resize((w, h), Image.Resampling.BILINEAR)
@@ -386,7 +391,7 @@ def _degrade(rng, print_alpha: np.ndarray, hand_alpha: np.ndarray, channels: int
     if stain is not None:
         stain_level, tint = stain
         if channels == 1:
-            grey = 1 - stain_level * np.float32(1 - float(_colour(tint, 1)[0]))
+            grey = 1 - stain_level * np.float32(1 - float(channel_colour(tint, 1)[0]))
             light = grey if light is None else light * grey
             stain = None
 
