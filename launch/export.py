@@ -89,18 +89,16 @@ def main(argv):
     common.initialize_runtime()
     from flax import nnx
 
-    from binjax import checkpointing, export, pretrained, train
+    from binjax import checkpointing, export, page_context, pretrained, train
     from binjax.portable import stablehlo
 
     out = pathlib.Path(_OUT.value)
     if from_export:
         model, config, source = pretrained.load_model_and_source(_CHECKPOINT.value)
-        _check_portable(config)
         card = {**export.read_card(source), **card, "source_checkpoint": str(source)}
     else:
         # best/ newest first, then checkpoints/: a checkpoint that does not restore is skipped, named
         step_dir, (state, config) = checkpointing.restore_any(_CHECKPOINT.value, pretrained.load_train_state)
-        _check_portable(config)
         card.setdefault("trained_step", int(state["step"]))
         card.setdefault("source_checkpoint", str(step_dir))
         if "weights" in _FORMATS.value:
@@ -112,25 +110,13 @@ def main(argv):
             model = nnx.merge(train.model_graphdefs(config)[1], state["params"], state["batch_stats"])
     if "stablehlo" in _FORMATS.value:
         card["stablehlo"] = stablehlo.write_stablehlo(
-            model, out, in_channels=int(config.data.channels), tile=_TILE.value, platforms=_PLATFORMS.value,
-            contrast=str(config.data.get("contrast", "none")))
+            model, out, in_channels=page_context.model_channels(config.data), tile=_TILE.value,
+            platforms=_PLATFORMS.value, contrast=str(config.data.get("contrast", "none")),
+            context=str(config.data.get("context", "none")))
         (out / export.CARD).write_text(json.dumps(card, indent=2) + "\n")
     for path in sorted(out.iterdir()):
         print(f"  {path}: {path.stat().st_size / 2**20:.2f} MiB")
     print(f"exported {config.model.name} ({', '.join(_FORMATS.value)}) to {out}")
-
-
-def _check_portable(config) -> None:
-    """Before anything is written: run_stablehlo.py prepares pages by contrast alone, so a model
-    that also takes a page-context channel (binjax.page_context) cannot go out as StableHLO."""
-    from binjax import page_context
-    from binjax.errors import ConfigError
-
-    context = config.data.get("context", "none")
-    if "stablehlo" in _FORMATS.value and page_context.extra_channels(context):
-        raise ConfigError(
-            f"--formats=stablehlo: {_CHECKPOINT.value} takes a page-context channel (config.data.context="
-            f"{context!r}) that run_stablehlo.py does not compute; export it with --formats=weights")
 
 
 def run():

@@ -207,3 +207,27 @@ def test_the_runner_flattens_as_binjax_and_as_the_model_was_trained(tmp_path):
     plain = np.asarray(binarizers.ModelBinarizer(out, tile=TILE, contrast="none").probability(
         np.asarray(Image.open(tmp_path / "shaded.png"))))
     assert np.abs(expected - plain).max() > 1e-2  # flattening really changed what the model saw
+
+
+def test_the_runner_adds_the_paper_channel_as_binjax(tmp_path):
+    """A model that takes the page's paper estimate as an extra channel (config.data.context=
+    'paper'): the card records it, and the runner computes the channel as binjax.page_context does."""
+    from skimage import data
+
+    from binjax import page_context
+    from binjax.portable import run_stablehlo
+
+    for page in (data.page()[..., None], data.astronaut()):
+        ours, theirs = run_stablehlo.paper_channel(page).astype(int), page_context.paper_channel(page)
+        assert np.abs(ours - theirs).max() <= 1 and (ours != theirs).mean() < 1e-3  # box-filter rounding
+    out = _export(save_tiny_checkpoint(tmp_path / "run", context="paper", contrast="stretch"), tmp_path / "export")
+    card = export.read_card(out)["stablehlo"]
+    assert (card["context"], card["contrast"], card["input"]["shape"][-1]) == ("paper", "stretch", "2")
+    shaded = np.clip(_page().astype(np.float32) * np.linspace(0.5, 1.0, _page().shape[1])[None, :], 0, 255)
+    Image.fromarray(shaded.astype(np.uint8)).save(tmp_path / "shaded.png")
+    page = np.asarray(Image.open(tmp_path / "shaded.png"))
+    expected = np.asarray(binarizers.ModelBinarizer(out, tile=TILE).probability(page))
+    result = _run_without_binjax([out / "run_stablehlo.py", "shaded.png", "shaded_bw.png", "--probabilities=prob.npy"],
+                                 tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "prob.npy"), expected, rtol=0, atol=1e-3)

@@ -17,7 +17,8 @@ overlap, to float rounding (README "Export a model" has the measured difference)
 a 1-bit PNG, ink black, with the input's resolution (dpi) kept. A model trained on
 contrast-stretched or flattened pages (binjax's config.data.contrast='stretch' or 'flatten',
 recorded in card.json beside the artifact) gets its pages prepared the same way unless --contrast
-says otherwise.
+says otherwise; one trained with the page's paper estimate as an extra input channel
+(config.data.context='paper', also in card.json) gets that channel.
 """
 
 from __future__ import annotations
@@ -70,31 +71,52 @@ def _window_1d(values: np.ndarray, size: int, axis: int, reduce) -> np.ndarray:
     return reduce(windows, axis=-1)
 
 
-def flatten(page: np.ndarray, window: int = 81, step: int = 4) -> np.ndarray:
-    """binjax.contrast.flatten, repeated here because this script must not import binjax: each
-    channel divided by its paper (the grey closing over `window` pixels, smoothed, on a grid `step`
-    times coarser), then stretched."""
+def _coarse_paper(channel: np.ndarray, window: int = 81, step: int = 4) -> np.ndarray:
+    """binjax.contrast's paper estimate of a uint8 H x W channel on a grid `step` times coarser:
+    the grey closing over `window` pixels, smoothed over the same square."""
     size = max(3, window // step)
+    height, width = channel.shape
+    padded = np.pad(channel, ((0, -height % step), (0, -width % step)), mode="edge")
+    coarse = np.maximum.reduce([padded[i::step, j::step] for i in range(step) for j in range(step)])
+    for reduce in (np.max, np.min):  # the closing: dilate the paper over the ink, then erode back
+        coarse = _window_1d(_window_1d(coarse, size, 0, reduce), size, 1, reduce)
+    return _window_1d(_window_1d(coarse.astype(np.float32), size, 0, np.mean), size, 1, np.mean)
+
+
+def _full_size(coarse: np.ndarray, shape: tuple, step: int = 4) -> np.ndarray:
+    return np.repeat(np.repeat(coarse, step, axis=0), step, axis=1)[:shape[0], :shape[1]]
+
+
+def flatten(page: np.ndarray) -> np.ndarray:
+    """binjax.contrast.flatten, repeated here because this script must not import binjax: each
+    channel divided by its paper (_coarse_paper), then stretched."""
     flat = np.empty_like(page)
     for c in range(page.shape[-1]):
         channel = page[..., c]
-        height, width = channel.shape
-        padded = np.pad(channel, ((0, -height % step), (0, -width % step)), mode="edge")
-        coarse = np.maximum.reduce([padded[i::step, j::step] for i in range(step) for j in range(step)])
-        for reduce in (np.max, np.min):  # the closing: dilate the paper over the ink, then erode back
-            coarse = _window_1d(_window_1d(coarse, size, 0, reduce), size, 1, reduce)
-        paper = _window_1d(_window_1d(coarse.astype(np.float32), size, 0, np.mean), size, 1, np.mean)
-        gain = 255.0 / np.maximum(paper.astype(np.float32), 1.0)
-        gain = np.repeat(np.repeat(gain, step, axis=0), step, axis=1)[:height, :width]
+        gain = _full_size(255.0 / np.maximum(_coarse_paper(channel), 1.0), channel.shape)
         flat[..., c] = np.minimum(channel * gain + 0.5, 255.0)
     return stretch(flat)
 
 
-def model_contrast(model: pathlib.Path) -> str:
-    """The contrast preparation card.json (written beside the artifact by binjax's export) records."""
+def paper_channel(page: np.ndarray) -> np.ndarray:
+    """binjax.page_context.paper_channel: the uint8 H x W paper estimate of a uint8 H x W x C page's
+    grey levels (ITU-R 601 luma, as Pillow's convert('L')), for a model that takes it as one more
+    input channel after the page's."""
+    if page.shape[-1] == 3:
+        rgb = page.astype(np.uint32)
+        grey = ((rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
+    else:
+        grey = page[..., 0]
+    paper = _full_size(_coarse_paper(grey), grey.shape)
+    return np.clip(np.rint(paper), 0, 255).astype(np.uint8)
+
+
+def model_preparation(model: pathlib.Path, key: str) -> str:
+    """How the model's pages are prepared, as card.json (written beside the artifact by binjax's
+    export) records it: key 'contrast' (none, stretch, flatten) or 'context' (none, paper)."""
     card = model.with_name("card.json")
     try:
-        return json.loads(card.read_text()).get("stablehlo", {}).get("contrast", "none")
+        return json.loads(card.read_text()).get("stablehlo", {}).get(key, "none")
     except (OSError, ValueError, AttributeError):
         return "none"  # no card (an artifact copied alone), or not binjax's: pages as they are
 
@@ -173,14 +195,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.model}: not a jax.export artifact this jax {jax.__version__} reads ({e})",
               file=sys.stderr)
         return 2
+    # A model that takes the page's paper estimate (binjax's config.data.context='paper') has one
+    # channel more than the page it reads.
+    context = model_preparation(args.model, "context")
     try:
-        page, dpi = read_page(args.page, exported.in_avals[0].shape[3])
+        page, dpi = read_page(args.page, exported.in_avals[0].shape[3] - (context == "paper"))
     except OSError as e:
         print(f"error: {args.page}: not a readable image ({e})", file=sys.stderr)
         return 2
-    prepare = {"stretch": stretch, "flatten": flatten}.get(args.contrast or model_contrast(args.model))
+    prepare = {"stretch": stretch, "flatten": flatten}.get(args.contrast or model_preparation(args.model, "contrast"))
     if prepare is not None:
         page = prepare(page)
+    if context == "paper":
+        page = np.concatenate([page, paper_channel(page)[..., None]], axis=-1)
     probability = ink_probability(exported, page, overlap=args.overlap, batch=args.inference_batch)
     if args.probabilities:
         np.save(args.probabilities, probability)

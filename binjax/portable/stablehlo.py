@@ -73,19 +73,22 @@ def custom_call_targets(exported: jax.export.Exported) -> set[str]:
 
 
 def write_stablehlo(model: nnx.Module, out_dir: PathLike, *, in_channels: int, tile: int = 512,
-                    platforms: Sequence[str] = DEFAULT_PLATFORMS, contrast: str = "none") -> dict:
+                    platforms: Sequence[str] = DEFAULT_PLATFORMS, contrast: str = "none",
+                    context: str = "none") -> dict:
     """Writes <out_dir>/model.stablehlo (the serialized artifact) and run_stablehlo.py (the
     standalone runner); returns what a model card says about the artifact (`describe`).
 
     contrast: how the model's pages were prepared (config.data.contrast); the card records it
-    and the runner applies it by default, as binjax's own inference does."""
+    and the runner applies it by default, as binjax's own inference does.
+    context: the model's page context (config.data.context); 'paper': in_channels counts the paper
+    channel, and the runner computes it as binjax.page_context does."""
     exported = export_tile_predictor(model, in_channels=in_channels, tile=tile, platforms=platforms)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ARTIFACT
     path.write_bytes(exported.serialize())
     shutil.copyfile(RUNNER_SOURCE, out_dir / RUNNER)
-    return {**describe(exported, path), "contrast": contrast}
+    return {**describe(exported, path), "contrast": contrast, "context": context}
 
 
 def describe(exported: jax.export.Exported, path: pathlib.Path) -> dict:

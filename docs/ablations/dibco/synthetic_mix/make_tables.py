@@ -34,7 +34,8 @@ ARMS = {"binjax data.contrast=stretch": "stretch recipe",
         "binjax data.mix.synthetic_fraction=0.5,num_steps=4000": "0.5, 4000 steps",
         "binjax data.mix.synthetic_fraction=0.5,data.synthetic.clutter.faded_ink=0.0": "0.5, no faded ink",
         "binjax data.mix.synthetic_fraction=0.5,data.synthetic.clutter.darkest_bleed=0.5": "0.5, bleed at most half",
-        "binjax data.mix.synthetic_fraction=0.5,data.synthetic.clutter.paper_shading=0.0": "0.5, light paper"}
+        "binjax data.mix.synthetic_fraction=0.5,data.synthetic.clutter.paper_shading=0.0": "0.5, light paper",
+        "binjax data.context=paper,data.mix.synthetic_fraction=0.5": "0.5, paper channel"}
 SYNTHETIC = "binjax data.mix.synthetic_fraction=0.5"
 
 
