@@ -7,8 +7,11 @@ arm's (fraction 0.5), each as launch.protocol binarized it
 page_x1_x2.png: the left half of scikit-image's data.page() at x1 (top) and x2 (bottom, shown at
 x1), where the page darkens towards the margin: the page, Sauvola, then the seed-0 fold models of
 the Bickley and MSI 2015 folds, stretch recipe and synthetic arm in turn (run with binjax installed).
+page_x1_x2_paper_channel.png: the same page and Sauvola, then the Bickley and MSI 2015 fold models
+(seed 0) of the paper-channel arm (data.context=paper; the synthetic arm's are in page_x1_x2.png).
 
   python docs/ablations/dibco/synthetic_mix/make_figures.py /work/protocol/baseline /work/protocol/synthetic_stretch
+  python docs/ablations/dibco/synthetic_mix/make_figures.py - /work/protocol/synthetic_stretch paper_channel   # that one only
 """
 
 import pathlib
@@ -21,6 +24,8 @@ HERE = pathlib.Path(__file__).parent
 FIGURES = (("bickley", "H01"), ("dibco2009", "H02"))  # (collection, page) of each comparison picture
 RUNS = ("arg=bickley,data.contrast=stretch,seed=0", "arg=bickley,data.mix.synthetic_fraction=0.5,seed=0")
 MSI_RUNS = ("arg=msi2015,data.contrast=stretch,seed=0", "arg=msi2015,data.mix.synthetic_fraction=0.5,seed=0")
+PAPER_CHANNEL_RUNS = tuple(f"arg={fold},data.context=paper,data.mix.synthetic_fraction=0.5,seed=0"
+                           for fold in ("bickley", "msi2015"))
 
 
 def compare_figure(recipe_root: str, synthetic_root: str, collection: str, page: str) -> None:
@@ -42,7 +47,8 @@ def compare_figure(recipe_root: str, synthetic_root: str, collection: str, page:
     small.quantize(16).save(HERE / f"{collection}_{page}.png", optimize=True)  # 16 greys keep the repository small
 
 
-def page_figure(recipe_root: str, synthetic_root: str) -> None:
+def page_figure(checkpoints: list[str], name: str) -> None:
+    """<name>: data.page()'s left half, Sauvola, then each checkpoint (make_page_figure.draw)."""
     import importlib.util  # noqa: PLC0415
 
     from binjax import binarizers  # noqa: PLC0415  (binjax's environment; the Bickley figure needs none of it)
@@ -50,14 +56,16 @@ def page_figure(recipe_root: str, synthetic_root: str) -> None:
     spec = importlib.util.spec_from_file_location("make_page_figure", HERE.parents[2] / "models" / "make_page_figure.py")
     page_figures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(page_figures)
-    roots = (recipe_root, synthetic_root)
-    checkpoints = [str(pathlib.Path(root) / run) for runs in (RUNS, MSI_RUNS) for root, run in zip(roots, runs)]
     models = [binarizers.make_binarizers(methods=["sauvola"])["sauvola"],
               *binarizers.make_binarizers(checkpoints).values()]
-    page_figures.draw(models, HERE / "page_x1_x2.png", left_half=True)
+    page_figures.draw(models, HERE / name, left_half=True)
 
 
 if __name__ == "__main__":
-    for collection, page in FIGURES:
-        compare_figure(*sys.argv[1:3], collection, page)
-    page_figure(*sys.argv[1:3])
+    recipe_root, synthetic_root = sys.argv[1:3]
+    if sys.argv[3:] != ["paper_channel"]:
+        for collection, page in FIGURES:
+            compare_figure(recipe_root, synthetic_root, collection, page)
+        page_figure([str(pathlib.Path(root) / run) for runs in (RUNS, MSI_RUNS)
+                     for root, run in zip((recipe_root, synthetic_root), runs)], "page_x1_x2.png")
+    page_figure([str(pathlib.Path(synthetic_root) / run) for run in PAPER_CHANNEL_RUNS], "page_x1_x2_paper_channel.png")
