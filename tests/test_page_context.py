@@ -111,6 +111,9 @@ def test_a_mix_prepares_each_real_page_once(tmp_path):
     for i in range(len(train_source)):
         assert train_source[i]["image"].shape[-1] == 2
     assert len(train_source.real._prepared) == len(train_source.real)  # ... and prepared once
+    assert not train_source.synthetic._prepared  # synthetic pages: drawn and prepared on every read
+    first = train_source[len(train_source) - 1]["image"]
+    np.testing.assert_array_equal(train_source[len(train_source) - 1]["image"], first)
 
 
 @pytest.mark.slow

@@ -149,10 +149,17 @@ class _PreparedPages:
     """A source whose pages come out prepared for a model: `_prepare(image)` gives the keys a page
     gains or replaces, computed once per page on first use and kept (two reader threads may
     prepare one page at once and keep the same result). Prepared images are read-only: crops are
-    views, and no reader may write into the cache."""
+    views, and no reader may write into the cache.
+
+    Synthetic pages are prepared on every read instead: they are drawn again from their seed each
+    time (the generator keeps none), so keeping them prepared would hold every page of the run in
+    memory (1 GB for 2000 pages of 512 x 512 with a context channel), while preparing one costs
+    a fraction of drawing it.
+    """
 
     def __init__(self, pages):
         self.pages = pages
+        self.keep = not isinstance(pages, SyntheticDocuments)
         self._prepared: dict[int, dict] = {}  # page index -> the keys it gains or replaces
 
     def __len__(self) -> int:
@@ -161,12 +168,14 @@ class _PreparedPages:
     def __getitem__(self, index: int):
         element = self.pages[index]
         index = operator.index(index)
-        if index not in self._prepared:
+        prepared = self._prepared.get(index)
+        if prepared is None:
             prepared = self._prepare(np.asarray(element["image"]))
             if "image" in prepared:
                 prepared["image"].setflags(write=False)
-            self._prepared[index] = prepared
-        return {**element, **self._prepared[index]}
+            if self.keep:
+                self._prepared[index] = prepared
+        return {**element, **prepared}
 
     def _prepare(self, image: np.ndarray) -> dict:
         raise NotImplementedError
@@ -204,9 +213,8 @@ class ContrastPages(_PreparedPages):
 class ContextPages(_PreparedPages):
     """A source whose pages come out as a model with page context takes them (binjax.page_context):
     'image' is the page prepared by `contrast_mode` (binjax.contrast.normalize) with its context
-    channel after the image's. The context needs the whole page, so each page is prepared once
-    and kept (its pixels and one more channel: ~400 million values for ../shared/data and 2000
-    synthetic pages of 512 x 512).
+    channel after the image's. The context needs the whole page, so each real page is prepared
+    once and kept (its pixels and one more channel: ~400 million values for ../shared/data).
     """
 
     def __init__(self, pages, contrast_mode: str, context: str):
