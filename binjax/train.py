@@ -403,7 +403,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: pathlib.Path, allo
             if is_chief:
                 writer.write(step, scores)
                 k = config.num_sample_images
-                grid = reporting.sample_grid(val["image"][:k, ..., :int(config.data.channels)], probs[:k], val["mask"][:k])
+                images = val["image"][:k, ..., :int(config.data.channels)]  # without a page-context channel
+                grid = reporting.sample_grid(images, probs[:k], val["mask"][:k])
                 reporting.save_png(workdir / "samples" / f"step_{step:07d}.png", grid)
                 logging.info(
                     "step %d validation: F1 %.4f (Otsu %.4f), IoU %.4f, loss %.4f",

@@ -106,7 +106,8 @@ def test_a_mix_prepares_each_real_page_once(tmp_path):
         config.data.folder[which] = str(folder)
     train_source, val_source = sources.make_sources(config.data, 0)
     assert isinstance(train_source, sources.MixedPages) and isinstance(val_source, sources.ContextPages)
-    assert isinstance(train_source.real, sources.ContextPages) and isinstance(train_source.synthetic, sources.ContextPages)
+    assert isinstance(train_source.real, sources.ContextPages)
+    assert isinstance(train_source.synthetic, sources.ContextPages)
     assert train_source.real_slots > len(train_source.real)  # each real page repeated in the mix ...
     for i in range(len(train_source)):
         assert train_source[i]["image"].shape[-1] == 2
@@ -126,8 +127,8 @@ def test_a_model_trained_with_paper_context_binarizes_with_it(tmp_path):
     assert binarizer._predict_fn.in_channels == 2 and "context=paper" in binarizer.description
     page, _ = shaded_page()
     # The model sees the page and its paper channel, at inference as in training.
-    expected = inference.sliding_window_predict(binarizer._predict_fn, page_context.add_context(page[..., None], "paper"),
-                                                tile=32, batch_size=4, flip_tta=False)
+    with_paper = page_context.add_context(page[..., None], "paper")
+    expected = inference.sliding_window_predict(binarizer._predict_fn, with_paper, tile=32, batch_size=4, flip_tta=False)
     np.testing.assert_array_equal(binarizer.probability(page), expected)
     assert binarizer(page).shape == page.shape
     rescaled = binarizers.ModelBinarizer(tmp_path / "run", tile=32, rescale=2.0, all_devices=False)
