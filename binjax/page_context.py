@@ -51,8 +51,7 @@ def model_channels(data_cfg) -> int:
 
 def paper_channel(page: np.ndarray) -> np.ndarray:
     """uint8 HxW estimate of the paper under a uint8 HxW(xC) page (contrast.paper of its grey levels)."""
-    page = np.asarray(page)
-    grey = imageio.to_channels(page, 1)[..., 0] if page.ndim == 3 else page
+    grey = imageio.to_channels(page, 1)[..., 0]
     estimate = contrast.paper(np.ascontiguousarray(grey))
     return np.clip(np.rint(estimate), 0, 255).astype(np.uint8)
 

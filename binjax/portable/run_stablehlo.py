@@ -111,14 +111,16 @@ def paper_channel(page: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(paper), 0, 255).astype(np.uint8)
 
 
-def model_preparation(model: pathlib.Path, key: str) -> str:
+def model_preparation(model: pathlib.Path) -> dict:
     """How the model's pages are prepared, as card.json (written beside the artifact by binjax's
-    export) records it: key 'contrast' (none, stretch, flatten) or 'context' (none, paper)."""
+    export) records it: 'contrast' (none, stretch, flatten) and 'context' (none, paper)."""
     card = model.with_name("card.json")
     try:
-        return json.loads(card.read_text()).get("stablehlo", {}).get(key, "none")
+        recorded = json.loads(card.read_text()).get("stablehlo", {})
+        return {key: recorded.get(key, "none") for key in ("contrast", "context")}
     except (OSError, ValueError, AttributeError):
-        return "none"  # no card (an artifact copied alone), or not binjax's: pages as they are
+        # no card (an artifact copied alone), or not binjax's: pages as they are
+        return {"contrast": "none", "context": "none"}
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -197,13 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # A model that takes the page's paper estimate (binjax's config.data.context='paper') has one
     # channel more than the page it reads.
-    context = model_preparation(args.model, "context")
+    preparation = model_preparation(args.model)
+    context = preparation["context"]
     try:
         page, dpi = read_page(args.page, exported.in_avals[0].shape[3] - (context == "paper"))
     except OSError as e:
         print(f"error: {args.page}: not a readable image ({e})", file=sys.stderr)
         return 2
-    prepare = {"stretch": stretch, "flatten": flatten}.get(args.contrast or model_preparation(args.model, "contrast"))
+    prepare = {"stretch": stretch, "flatten": flatten}.get(args.contrast or preparation["contrast"])
     if prepare is not None:
         page = prepare(page)
     if context == "paper":

@@ -22,7 +22,7 @@ is wrapped in sources.ContrastPages), so the model sees every page as it will at
                      few real-page steps at the end take back what the synthetic pages cost the
                      DIBCO years, and keep what they won?
 
-Seeds 0 and 1; 7 folds, so the mix sweep is 126 runs (~42 h on 2 idle CPU cores, ~20 min a run,
+Seeds 0 and 1; 7 folds, so the mix sweep is 126 runs (~47 h on 2 idle CPU cores, ~20 min a run,
 40 at twice the steps; `--only` picks folds) and the stages 14 each. Paper and ink colours come
 from the fold's training collections only, so no test collection lends its colours.
 
